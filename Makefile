@@ -1,0 +1,33 @@
+# Two commands matter: `make demo` and `make test`. Both install into .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[agent,server,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/supervision demo
+
+test: $(STAMP)
+	$(BIN)/ruff check schedules camera_agent supervision tests bench
+	$(BIN)/mypy --strict schedules camera_agent/protocol.py
+	$(BIN)/pytest -q -ra
+
+lint: $(STAMP)
+	$(BIN)/ruff check schedules camera_agent supervision tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict schedules camera_agent/protocol.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/ttff.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,108 @@
+"""The gate: the device's own answer to "may the camera be switched on now?".
+
+Even a valid ticket is refused outside the windows of the plan the agent holds (signed by
+the service, verified here with the pinned key), so a buggy or compromised central service
+cannot switch a camera on at will. Only one look-in at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+import schedules
+from camera_agent.protocol import (
+    ProtocolError,
+    ReplayCache,
+    Ticket,
+    plan_message,
+    verify,
+    verify_ticket,
+)
+
+log = logging.getLogger("camera_agent.gate")
+
+
+class Refusal(Exception):
+    """A look-in the gate will not allow; ``reason`` is reported to the service."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class PlanStore:
+    """The last plan whose signature verified; a bad one is rejected and the old one kept."""
+
+    def __init__(self, camera_id: str, server_key: Ed25519PublicKey, path: Path | None) -> None:
+        self.camera_id = camera_id
+        self._key = server_key
+        self._path = path
+        self.plan: schedules.Plan | None = None
+        self.version: int | None = None
+        if path is not None and path.exists():
+            try:
+                stored = json.loads(path.read_text())
+                self.accept(stored["plan_json"], stored["signature"], stored.get("version"),
+                            persist=False)
+            except (ValueError, KeyError, OSError) as exc:
+                log.warning("stored plan ignored: %s", exc)
+
+    def accept(self, plan_json: str, signature: str, version: int | None = None, *,
+               persist: bool = True) -> schedules.Plan:
+        raw = plan_json.encode()
+        if not verify(self._key, signature, plan_message(self.camera_id, raw)):
+            raise Refusal("plan-bad-signature", "plan not signed by the pinned service key")
+        try:
+            plan = schedules.parse_plan(json.loads(raw))
+        except (ValueError, schedules.PlanError) as exc:
+            raise Refusal("plan-invalid", str(exc)) from exc
+        self.plan, self.version = plan, version
+        if persist and self._path is not None:
+            tmp = self._path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"plan_json": plan_json, "signature": signature,
+                                       "version": version}))
+            os.replace(tmp, self._path)
+        return plan
+
+
+class Gate:
+    def __init__(self, camera_id: str, server_key: Ed25519PublicKey, plans: PlanStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.camera_id = camera_id
+        self._key = server_key
+        self.plans = plans
+        self._clock = clock
+        self._replay = ReplayCache()
+        self.active: Ticket | None = None
+
+    def admit(self, token: str) -> Ticket:
+        """Verify the ticket, then the plan; on success the look-in slot is taken."""
+        now = self._clock()
+        if self.active is not None and self.active.not_after > now:
+            raise Refusal("busy", "another look-in is in progress")
+        try:
+            ticket = verify_ticket(token, self._key, self.camera_id, now, self._replay)
+        except ProtocolError as exc:
+            raise Refusal(exc.reason, exc.detail) from exc
+        plan = self.plans.plan
+        if plan is None:
+            raise Refusal("no-plan", "the agent holds no signed plan")
+        decision = schedules.authorise(plan, datetime.fromtimestamp(now, UTC), ticket.follow_ups)
+        if not decision.allowed:
+            raise Refusal(decision.reason.split(":")[0].strip() or "outside-window",
+                          decision.reason)
+        self.active = ticket
+        return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        if self.active is ticket:
+            self.active = None

@@ -1,0 +1,152 @@
+"""The agent's outbound link to the service: authenticate, reconnect forever, never lose a report.
+
+The device dials out (no open port in the home). The service proves nothing here; the
+agent proves its identity by signing the service's challenge, and everything the service
+sends that could switch the camera on is verified independently by the gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from camera_agent.config import AgentConfig
+from camera_agent.identity import Identity
+from camera_agent.protocol import (
+    AUTH,
+    CHALLENGE,
+    CLOSE_AUTH_FAILED,
+    CLOSE_REVOKED,
+    MAX_MESSAGE_BYTES,
+    SERVICE_TYPES,
+    WELCOME,
+    ProtocolError,
+    decode_message,
+    encode_message,
+    link_challenge_message,
+    require_str,
+)
+
+log = logging.getLogger("camera_agent.link")
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: Reports (refusals, look-in ends) kept while offline; the oldest are dropped past this.
+OUTBOX_LIMIT = 500
+
+
+def backoff_delay(attempt: int, cap: float, base: float = 0.5) -> float:
+    """Exponential backoff with full jitter, capped: spreads a fleet's reconnects."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class Link:
+    def __init__(self, config: AgentConfig, identity: Identity, handler: Handler,
+                 version: str = "0") -> None:
+        self.config = config
+        self.identity = identity
+        self._handler = handler
+        self._version = version
+        self._ws: ClientConnection | None = None
+        self._outbox: collections.deque[str] = collections.deque(maxlen=OUTBOX_LIMIT)
+        self.connected = asyncio.Event()
+        self.on_connect: Callable[[], None] | None = None
+        self.stopped = False
+        self.refused_reason: str | None = None
+
+    def send(self, msg_type: str, *, durable: bool = True, **fields: Any) -> None:
+        """Send now if linked; durable messages wait in the outbox while offline."""
+        text = encode_message(msg_type, **fields)
+        if self._ws is not None and self.connected.is_set():
+            asyncio.ensure_future(self._send_now(text, durable))
+        elif durable:
+            self._outbox.append(text)
+
+    async def _send_now(self, text: str, durable: bool) -> None:
+        ws = self._ws
+        try:
+            if ws is None:
+                raise ConnectionError
+            await ws.send(text)
+        except (ConnectionClosed, ConnectionError):
+            if durable:
+                self._outbox.append(text)
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if not self.config.link_url.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=self.config.ca_file)
+
+    async def run(self) -> None:
+        attempt = 0
+        while not self.stopped:
+            try:
+                async with connect(self.config.link_url, max_size=MAX_MESSAGE_BYTES,
+                                   ssl=self._ssl(), open_timeout=10,
+                                   ping_interval=20, ping_timeout=20) as ws:
+                    await self._authenticate(ws)
+                    attempt = 0
+                    self._ws = ws
+                    self.connected.set()
+                    log.info("link up to %s", self.config.link_url)
+                    while self._outbox:
+                        await ws.send(self._outbox[0])
+                        self._outbox.popleft()
+                    if self.on_connect is not None:
+                        self.on_connect()
+                    async for raw in ws:
+                        try:
+                            msg = decode_message(raw, SERVICE_TYPES)
+                        except ProtocolError as exc:
+                            log.warning("garbled message from service ignored: %s", exc)
+                            continue
+                        asyncio.ensure_future(self._handle(msg))
+            except ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else None
+                if code in (CLOSE_AUTH_FAILED, CLOSE_REVOKED):
+                    self.refused_reason = exc.rcvd.reason if exc.rcvd else "refused"
+                    log.error("service refused this camera: %s", self.refused_reason)
+                else:
+                    log.info("link closed (%s)", code)
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ProtocolError) as exc:
+                log.info("link down: %s", exc)
+            finally:
+                self._ws = None
+                self.connected.clear()
+            if self.stopped:
+                break
+            delay = backoff_delay(attempt, self.config.backoff_cap_seconds)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _handle(self, msg: dict[str, Any]) -> None:
+        try:
+            await self._handler(msg)
+        except Exception:
+            log.exception("handling %s failed", msg.get("type"))
+
+    async def _authenticate(self, ws: ClientConnection) -> None:
+        challenge = decode_message(await asyncio.wait_for(ws.recv(), 10), SERVICE_TYPES)
+        if challenge["type"] != CHALLENGE:
+            raise ProtocolError("garbled", "expected a challenge")
+        nonce = require_str(challenge, "nonce", 128)
+        signature = self.identity.sign(link_challenge_message(self.config.camera_id, nonce))
+        await ws.send(encode_message(AUTH, camera=self.config.camera_id, signature=signature,
+                                     version=self._version))
+        welcome = decode_message(await asyncio.wait_for(ws.recv(), 10), SERVICE_TYPES)
+        if welcome["type"] != WELCOME:
+            raise ProtocolError("garbled", "expected welcome")
+        self.refused_reason = None
+
+    async def close(self) -> None:
+        self.stopped = True
+        if self._ws is not None:
+            await self._ws.close()

@@ -1,0 +1,77 @@
+"""The gate's question: may a look-in happen at this instant under this plan?
+
+Allowed iff the instant lies in an active window (``opens <= t < closes``: half-open, so
+touching windows never both claim an instant), or, for the n-th follow-up with
+``1 <= n <= max_follow_ups``, in that window extended at its end by
+``n * (interval_minutes + window_after_minutes)`` minutes. The instant's night and its
+neighbours are searched, since windows sit near night boundaries.
+
+Refusal reasons are ``"<code>: <text>"``, code one of ``follow-up-limit`` (n above the
+plan's maximum; checked first), ``no-consent``, ``paused``, ``skip-night`` (the instant
+lies in such a skipped window) or ``outside-window`` (in no window at all, including
+nights before ``effective_from``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from schedules.night import Window, night_of, windows_near
+from schedules.plan import Plan
+
+__all__ = ["Decision", "authorise"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer, with a reason the agent reports on refusal."""
+
+    allowed: bool
+    reason: str  # "ok", or "<code>: <text>"
+    window: Window | None = None
+
+    @property
+    def code(self) -> str:
+        """The machine code of the reason (``ok``, ``outside-window``, ...)."""
+        return self.reason.split(":", 1)[0].strip()
+
+
+def authorise(plan: Plan, instant: datetime, follow_ups_so_far: int = 0) -> Decision:
+    """Whether a look-in may happen at the aware ``instant``; see the module docstring.
+
+    Raises ``ValueError`` for a naive instant or a negative follow-up count (caller bugs).
+    """
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError("instant must be timezone-aware")
+    if follow_ups_so_far < 0:
+        raise ValueError(f"follow_ups_so_far must be >= 0, got {follow_ups_so_far}")
+    rule = plan.follow_up
+    windows = windows_near(plan, instant)
+    if follow_ups_so_far > rule.max_follow_ups:
+        hit = next((w for w in windows if w.opens <= instant < w.closes), None)
+        return Decision(
+            False,
+            f"follow-up-limit: follow-up {follow_ups_so_far} requested, "
+            f"the plan allows at most {rule.max_follow_ups}",
+            hit,
+        )
+    extra = timedelta(
+        minutes=follow_ups_so_far * (rule.interval_minutes + plan.window_after_minutes))
+    hits = [w for w in windows if w.opens <= instant < w.closes + extra]
+    for window in hits:
+        if window.skip_reason is None:
+            return Decision(True, "ok", window)
+    if hits:
+        window = hits[0]
+        reason = window.skip_reason or ""
+        if reason == "no-consent":
+            reason = f"no-consent: no valid consent for the night of {window.night.isoformat()}"
+        return Decision(False, reason, window)
+    night = night_of(instant, plan.timezone, plan.night_boundary)
+    if plan.effective_from is not None and night < plan.effective_from:
+        text = (f"the night of {night.isoformat()} is before the plan's effective_from "
+                f"{plan.effective_from.isoformat()}")
+    else:
+        text = f"no check window at {instant.isoformat()}"
+    return Decision(False, f"outside-window: {text}")

@@ -1,0 +1,1 @@
+"""JSON API and WebSocket endpoints, one router per kind of user."""

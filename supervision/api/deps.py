@@ -1,0 +1,56 @@
+"""Request context: the runtime, the signed-in user, CSRF, the translator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+
+from supervision.auth import COOKIE, csrf_ok, load_session
+from supervision.i18n import Translator, pick_locale
+from supervision.models import User, WebSession
+from supervision.runtime import Runtime
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+@dataclass
+class Who:
+    user: User
+    session: WebSession
+
+
+async def who(request: Request) -> Who | None:
+    rt = runtime(request)
+    async with rt.read() as db:
+        found = await load_session(db, request.cookies.get(COOKIE))
+    return Who(*found) if found else None
+
+
+def translator(request: Request, user: User | None = None) -> Translator:
+    rt = runtime(request)
+    wanted = request.cookies.get("nt_lang") or (user.locale if user else None)
+    return Translator(pick_locale(wanted, request.headers.get("accept-language"),
+                                  rt.settings.default_locale))
+
+
+def require(*roles: str) -> Callable[..., Coroutine[Any, Any, Who]]:
+    """The user, if signed in with one of these roles; state changes also need the CSRF token."""
+
+    async def dependency(request: Request, current: Who | None = Depends(who)) -> Who:
+        if current is None:
+            raise HTTPException(401, "not signed in")
+        if current.user.role not in roles:
+            raise HTTPException(403, "this role may not do that")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not csrf_ok(
+                current.session.csrf, request.headers.get("x-csrf-token")):
+            raise HTTPException(403, "missing or wrong CSRF token")
+        return current
+
+    dependency.roles = roles  # type: ignore[attr-defined]
+    return dependency

@@ -1,0 +1,78 @@
+"""The FastAPI application: wiring only; behaviour lives in the domain modules."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from supervision import lookins
+from supervision.alerts import PatrolFanout
+from supervision.api import agents, patrol, staff
+from supervision.auth import RateLimiter
+from supervision.config import Settings, get_settings
+from supervision.db import make_engine, make_sessionmaker, migrate
+from supervision.errors import ServiceError
+from supervision.i18n import Translator, pick_locale
+from supervision.runtime import Runtime
+from supervision.scheduler import NightScheduler
+from supervision.signaling import AgentLinks
+from supervision.tickets import ServerKey
+from supervision.web import pages
+
+log = logging.getLogger("supervision")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        await migrate(engine)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        rt = Runtime(settings=settings, engine=engine, sessions=make_sessionmaker(engine),
+                     key=ServerKey.load_or_create(settings.key_file), links=AgentLinks(),
+                     patrol=PatrolFanout(), logins=RateLimiter(settings.login_attempts_per_minute))
+
+        async def report(camera_id: str, msg: dict[str, object]) -> None:
+            await lookins.on_agent_report(rt, camera_id, dict(msg))
+
+        rt.links.on_report = report
+        app.state.runtime = rt
+        night = NightScheduler(rt)
+        app.state.night = night
+        await night.start()
+        log.info("supervision ready on %s", settings.public_url)
+        try:
+            yield
+        finally:
+            night.stop()
+            await engine.dispose()
+
+    app = FastAPI(title="Nattillsyn supervision", version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        t = Translator(pick_locale(request.cookies.get("nt_lang"),
+                                   request.headers.get("accept-language"),
+                                   settings.default_locale))
+        return JSONResponse(status_code=exc.status, content={"detail": {
+            "code": exc.code, "message": t(exc.code, **exc.details), **exc.details}})
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(pages.router)
+    app.include_router(staff.router)
+    app.include_router(patrol.router)
+    app.include_router(agents.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
+              name="static")
+    return app

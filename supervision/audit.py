@@ -1,0 +1,86 @@
+"""Append-only audit log as a hash chain: any changed, removed or inserted row shows.
+
+Each entry's hash covers its content and the previous entry's hash. Appends are
+serialised (PostgreSQL advisory transaction lock; one writer on SQLite) and prev_hash is
+unique, so the chain can never fork.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from supervision.models import AuditEvent
+
+GENESIS = "0" * 64
+_LOCK_KEY = 0x4E415454  # "NATT"
+
+
+def entry_hash(prev_hash: str, at: datetime, actor: str, kind: str, subject: str,
+               data: dict[str, Any]) -> str:
+    body = json.dumps({"at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+                       "actor": actor, "kind": kind, "subject": subject, "data": data},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256((prev_hash + "\n" + body).encode()).hexdigest()
+
+
+async def append(session: AsyncSession, actor: str, kind: str, subject: str,
+                 data: dict[str, Any] | None = None, at: datetime | None = None) -> AuditEvent:
+    """Add an entry inside the caller's transaction (it commits with what it records)."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    last = (await session.execute(
+        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))).scalar()
+    prev = last or GENESIS
+    when = at or datetime.now(UTC)
+    payload = json.loads(json.dumps(data or {}, default=str))
+    event = AuditEvent(at=when, actor=actor, kind=kind, subject=subject, data=payload,
+                       prev_hash=prev, hash=entry_hash(prev, when, actor, kind, subject, payload))
+    session.add(event)
+    await session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class Problem:
+    entry_id: int
+    what: str
+
+
+def verify_chain(events: Iterable[AuditEvent]) -> list[Problem]:
+    problems: list[Problem] = []
+    prev = GENESIS
+    for event in events:
+        if event.prev_hash != prev:
+            problems.append(Problem(event.id, "chain broken before this entry "
+                                    "(an entry was removed or inserted)"))
+        recomputed = entry_hash(event.prev_hash, event.at, event.actor, event.kind,
+                                event.subject, event.data)
+        if recomputed != event.hash:
+            problems.append(Problem(event.id, "entry content changed"))
+        prev = event.hash
+    return problems
+
+
+async def verify(session: AsyncSession) -> list[Problem]:
+    rows = (await session.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars()
+    return verify_chain(rows)
+
+
+def to_csv(events: Iterable[AuditEvent]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "at", "actor", "kind", "subject", "data", "hash"])
+    for e in events:
+        writer.writerow([e.id, e.at.isoformat(), e.actor, e.kind, e.subject,
+                         json.dumps(e.data, sort_keys=True, ensure_ascii=False), e.hash])
+    return out.getvalue()

@@ -1,0 +1,204 @@
+"""supervision serve | migrate | seed-demo | demo | user add | audit verify/export."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from supervision.config import Settings, get_settings
+from supervision.db import make_engine, make_sessionmaker, migrate
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from supervision.app import create_app
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level="info", ws_max_size=settings.ws_max_message_bytes * 2,
+                access_log=False)
+
+
+async def _with_db(settings: Settings, fn):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.database_url)
+    try:
+        await migrate(engine)
+        sessions = make_sessionmaker(engine)
+        async with sessions() as db, db.begin():
+            return await fn(db)
+    finally:
+        await engine.dispose()
+
+
+def seed_demo(settings: Settings) -> dict[str, object]:
+    from supervision.demo import seed
+    return asyncio.run(_with_db(settings, seed))
+
+
+def _wait_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"service did not start at {url}")
+
+
+def run_demo(settings: Settings, fresh: bool) -> int:
+    """Service on SQLite + three simulated cameras, each enrolled like a real device."""
+    state = Path("var/demo")
+    if fresh and state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, SUPERVISION_DATABASE_URL=f"sqlite+aiosqlite:///{state}/demo.db",
+               SUPERVISION_DATA_DIR=str(state))
+    demo_settings = Settings(database_url=env["SUPERVISION_DATABASE_URL"], data_dir=state,
+                             host=settings.host, port=settings.port,
+                             public_url=f"http://{settings.host}:{settings.port}")
+    world = seed_demo(demo_settings)
+    url = demo_settings.public_url
+    exe = Path(sys.executable).parent
+    server = subprocess.Popen([str(exe / "supervision"), "serve"], env=env)
+    agents: list[subprocess.Popen[bytes]] = []
+    try:
+        _wait_ready(url)
+        for cam in world["cameras"]:  # type: ignore[attr-defined]
+            cam_dir = state / cam["camera_id"]
+            subprocess.run([str(exe / "camera-agent"), "enrol", "--server", url, "--code",
+                            cam["code"], "--state-dir", str(cam_dir),
+                            "--source", f"synthetic:{cam['recipient_id']}"], check=True)
+            agents.append(subprocess.Popen([str(exe / "camera-agent"), "run", "--config",
+                                            str(cam_dir / "agent.toml")]))
+        print(f"\n  Nattillsyn demo running at {url}\n")
+        for username, password, role in world["users"]:  # type: ignore[attr-defined]
+            print(f"    {role:8} {username} / {password}")
+        print("\n  Three checks fall due within ~10 minutes. Ctrl-C stops everything.\n")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in [*agents, server]:
+            proc.terminate()
+        for proc in [*agents, server]:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
+    from supervision import audit
+    from supervision.auth import ROLES, hash_password
+    from supervision.models import User
+    if args.role not in ROLES:
+        raise SystemExit(f"role must be one of {', '.join(ROLES)}")
+    password = args.password or getpass.getpass(f"password for {args.username}: ")
+    if len(password) < 8 and not args.allow_short:
+        raise SystemExit("password must have at least 8 characters")
+
+    async def add(db):  # type: ignore[no-untyped-def]
+        if (await db.execute(select(User).where(User.username == args.username))).scalar():
+            raise SystemExit(f"user {args.username} exists")
+        db.add(User(username=args.username, display_name=args.name or args.username,
+                    role=args.role, shift_lead=args.shift_lead,
+                    password_hash=await hash_password(password)))
+        await audit.append(db, "cli", "user.added", f"user:{args.username}",
+                           {"role": args.role, "shift_lead": args.shift_lead})
+    await _with_db(settings, add)
+
+
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from supervision import audit
+    from supervision.models import AuditEvent
+
+    async def work(db):  # type: ignore[no-untyped-def]
+        if args.audit_command == "verify":
+            return await audit.verify(db)
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        if args.from_:
+            query = query.where(AuditEvent.at >= datetime.fromisoformat(args.from_)
+                                .replace(tzinfo=UTC))
+        if args.to:
+            query = query.where(AuditEvent.at < datetime.fromisoformat(args.to)
+                                .replace(tzinfo=UTC))
+        return audit.to_csv((await db.execute(query)).scalars())
+
+    result = asyncio.run(_with_db(settings, work))
+    if args.audit_command == "export":
+        sys.stdout.write(result)
+        return 0
+    for problem in result:
+        print(f"entry {problem.entry_id}: {problem.what}")
+    print("audit chain intact" if not result else f"{len(result)} problem(s) found")
+    return 0 if not result else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="supervision")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    sub.add_parser("migrate")
+    seed = sub.add_parser("seed-demo")
+    seed.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo")
+    demo.add_argument("--keep", action="store_true", help="keep var/demo from the last run")
+    user = sub.add_parser("user")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add")
+    add.add_argument("username")
+    add.add_argument("--role", required=True)
+    add.add_argument("--name")
+    add.add_argument("--password")
+    add.add_argument("--shift-lead", action="store_true")
+    add.add_argument("--allow-short", action="store_true", help=argparse.SUPPRESS)
+    aud = sub.add_parser("audit")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True)
+    aud_sub.add_parser("verify")
+    export = aud_sub.add_parser("export")
+    export.add_argument("--from", dest="from_")
+    export.add_argument("--to")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    settings = get_settings()
+    if args.command == "serve":
+        if args.host:
+            settings.host = args.host
+        if args.port:
+            settings.port = args.port
+        _serve(settings)
+    elif args.command == "migrate":
+        asyncio.run(_with_db(settings, lambda db: asyncio.sleep(0)))
+    elif args.command == "seed-demo":
+        world = seed_demo(settings)
+        print(json.dumps(world) if args.json else world)
+    elif args.command == "demo":
+        return run_demo(settings, fresh=not args.keep)
+    elif args.command == "user":
+        asyncio.run(_user_add(settings, args))
+    elif args.command == "audit":
+        return _audit(settings, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""One typed settings object, from the environment (SUPERVISION_*) and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _toml_defaults() -> dict[str, Any]:
+    path = os.environ.get("SUPERVISION_CONFIG")
+    if not path:
+        return {}
+    return tomllib.loads(Path(path).read_text())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUPERVISION_", extra="forbid")
+
+    database_url: str = "sqlite+aiosqlite:///var/supervision.db"
+    data_dir: Path = Path("var")  # server key lives here (mode 0600)
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    default_locale: str = "sv"
+    secure_cookies: bool = False  # True behind HTTPS
+    session_hours: float = 12.0
+    # the night
+    sweep_seconds: float = 5.0
+    planning_minutes: float = 30.0
+    agent_offline_seconds: float = 45.0
+    missed_action: str = Field(default="dispatch", pattern="^(dispatch|alert)$")
+    lookin_answer_timeout: float = 8.0
+    # dispatch
+    escalate_after_minutes: float = 3.0
+    # abuse limits
+    login_attempts_per_minute: int = 10
+    ws_max_message_bytes: int = 64 * 1024
+    enrolment_hours: float = 24.0
+    ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "server.key"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings(**_toml_defaults())

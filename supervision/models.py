@@ -1,0 +1,162 @@
+"""Tables. Times are UTC (timezone-aware in Python, stored naive-UTC portable across SQLite/PG)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC without zone (SQLite has none); always returns aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))  # staff | patrol | manager | admin
+    shift_lead: Mapped[bool] = mapped_column(Boolean, default=False)
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class WebSession(Base):
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie value
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str] = mapped_column(String(256))
+    access_info: Mapped[str] = mapped_column(Text, default="")  # door code, key box
+    unit: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"))
+    public_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    enrol_code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    enrol_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    health: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+
+
+class Plan(Base):
+    """One version of a recipient's plan; the newest version is in force."""
+
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("recipient_id", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class Check(Base):
+    __tablename__ = "checks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # idempotency key: "<recipient>:<night>:<HH:MM>" or "<parent>/fu<n>"
+    slot: Mapped[str] = mapped_column(String(96), unique=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"), index=True)
+    night: Mapped[date] = mapped_column(Date, index=True)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    opens_at: Mapped[datetime]
+    closes_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    follow_ups: Mapped[int] = mapped_column(Integer, default=0)  # how many came before this one
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("checks.id"), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    max_lookin_seconds: Mapped[int] = mapped_column(Integer, default=30)
+
+
+class Visit(Base):
+    """One look-in: who looked, at which camera, when, how long, with what outcome."""
+
+    __tablename__ = "visits"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the session id
+    check_id: Mapped[int] = mapped_column(ForeignKey("checks.id"), index=True)
+    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"))
+    viewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    requested_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    seconds: Mapped[float | None] = mapped_column(nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    check_id: Mapped[int | None] = mapped_column(ForeignKey("checks.id"), nullable=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"), index=True)
+    priority: Mapped[int] = mapped_column(Integer)  # 1 highest
+    reason: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditEvent(Base):
+    """Append-only; each row carries the hash of the one before."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    data: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

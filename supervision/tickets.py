@@ -1,0 +1,45 @@
+"""The service's Ed25519 key: signs look-in tickets and plans for the agents.
+
+The agents pin its public half at enrolment. The private key file is created 0600 and
+never leaves the data directory.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from camera_agent.identity import Identity
+from camera_agent.protocol import Ticket, b64d, encode_ticket, new_nonce, plan_message
+from schedules import Plan, canonical_json
+
+
+class ServerKey:
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> ServerKey:
+        if path.exists():
+            return cls(Identity.load(path))
+        return cls(Identity.create(path))
+
+    @property
+    def public_key_b64(self) -> str:
+        return self._identity.public_key_b64
+
+    def issue(self, *, check_id: int, camera_id: str, viewer: str, session: str,
+              seconds: float, follow_ups: int = 0, now: float | None = None) -> tuple[Ticket, str]:
+        start = time.time() if now is None else now
+        ticket = Ticket(check=str(check_id), camera=camera_id, viewer=viewer, session=session,
+                        not_before=round(start, 3), not_after=round(start + seconds, 3),
+                        nonce=new_nonce(), follow_ups=follow_ups)
+        return ticket, encode_ticket(ticket, self._sign_raw)
+
+    def _sign_raw(self, message: bytes) -> bytes:
+        return b64d(self._identity.sign(message))
+
+    def sign_plan(self, camera_id: str, plan: Plan) -> tuple[str, str]:
+        """(plan_json, signature): the agent verifies these exact bytes, then parses them."""
+        plan_json = canonical_json(plan)
+        return plan_json.decode(), self._identity.sign(plan_message(camera_id, plan_json))

@@ -1,0 +1,141 @@
+"""Server-rendered pages; their JavaScript gets its strings from the page."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from supervision import audit
+from supervision.api.deps import Who, runtime, translator, who
+from supervision.auth import COOKIE, authenticate, csrf_ok, end_session, start_session
+from supervision.i18n import LOCALES, Translator
+from supervision.models import Camera, Recipient
+from supervision.planning import current_plan
+from supervision.runtime import Runtime
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(include_in_schema=False)
+HOME = {"staff": "/rounds", "patrol": "/patrol", "manager": "/manage", "admin": "/rounds"}
+PAGE_ROLES = {"/rounds": ("staff", "admin"), "/patrol": ("patrol", "admin"),
+              "/manage": ("manager", "admin")}
+
+
+def render(request: Request, name: str, t: Translator, current: Who | None,
+           status: int = 200, **context: Any) -> HTMLResponse:
+    strings = t.subset("")
+    return templates.TemplateResponse(request, name, {
+        "t": t, "user": current.user if current else None,
+        "csrf": current.session.csrf if current else "", "strings": strings, **context,
+    }, status_code=status)
+
+
+def _page_guard(request: Request, current: Who | None) -> Response | None:
+    if current is None:
+        return RedirectResponse(f"/login?next={request.url.path}", 303)
+    if current.user.role not in PAGE_ROLES.get(request.url.path, ()):
+        t = translator(request, current.user)
+        return render(request, "login.html", t, current, status=403, error="error.role",
+                      login_csrf="")
+    return None
+
+
+@router.get("/")
+async def home(current: Who | None = Depends(who)) -> Response:
+    if current is None:
+        return RedirectResponse("/login", 303)
+    return RedirectResponse(HOME[current.user.role], 303)
+
+
+@router.get("/login")
+async def login_page(request: Request, next: str = "") -> Response:
+    token = secrets.token_urlsafe(16)
+    response = render(request, "login.html", translator(request), None, login_csrf=token,
+                      next=next)
+    response.set_cookie("nt_login_csrf", token, httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/login")
+async def login(request: Request, username: str = Form(max_length=64),
+                password: str = Form(max_length=256), csrf: str = Form(""),
+                next: str = Form(""), rt: Runtime = Depends(runtime)) -> Response:
+    t = translator(request)
+    client = request.client.host if request.client else "?"
+    if not csrf_ok(request.cookies.get("nt_login_csrf", ""), csrf):
+        return render(request, "login.html", t, None, status=403, error="error.csrf",
+                      login_csrf=request.cookies.get("nt_login_csrf", ""))
+    if not rt.logins.allow(f"user:{username.lower()}", f"addr:{client}"):
+        return render(request, "login.html", t, None, status=429, error="error.rate_limited",
+                      login_csrf=csrf)
+    async with rt.write() as db:
+        user = await authenticate(db, username, password)
+        await audit.append(db, username[:64], "login.ok" if user else "login.failed",
+                           f"user:{username[:56]}", {"address": client})
+        token = await start_session(db, user, rt.settings.session_hours) if user else None
+    if user is None or token is None:
+        return render(request, "login.html", t, None, status=401, error="error.login",
+                      login_csrf=csrf)
+    target = next if next.startswith("/") and not next.startswith("//") else HOME[user.role]
+    response = RedirectResponse(target, 303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="lax",
+                        secure=rt.settings.secure_cookies,
+                        max_age=int(rt.settings.session_hours * 3600))
+    response.delete_cookie("nt_login_csrf")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: str = Form(""), rt: Runtime = Depends(runtime),
+                 current: Who | None = Depends(who)) -> Response:
+    if current is not None and csrf_ok(current.session.csrf, csrf):
+        async with rt.write() as db:
+            await end_session(db, request.cookies.get(COOKIE, ""))
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/lang/{code}")
+async def language(code: str, request: Request) -> Response:
+    back = request.headers.get("referer") or "/"
+    response = RedirectResponse(back if code in LOCALES else "/", 303)
+    if code in LOCALES:
+        response.set_cookie("nt_lang", code, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.get("/rounds")
+async def rounds_page(request: Request, current: Who | None = Depends(who)) -> Response:
+    return _page_guard(request, current) or render(
+        request, "rounds.html", translator(request, current.user if current else None), current)
+
+
+@router.get("/patrol")
+async def patrol_page(request: Request, current: Who | None = Depends(who)) -> Response:
+    return _page_guard(request, current) or render(
+        request, "patrol.html", translator(request, current.user if current else None), current)
+
+
+@router.get("/manage")
+async def manage_page(request: Request, rt: Runtime = Depends(runtime),
+                      current: Who | None = Depends(who)) -> Response:
+    guard = _page_guard(request, current)
+    if guard is not None:
+        return guard
+    rows = []
+    async with rt.read() as db:
+        for r in (await db.execute(select(Recipient).order_by(Recipient.name))).scalars():
+            cam = (await db.execute(select(Camera.id).where(Camera.recipient_id == r.id,
+                                                            Camera.revoked.is_(False)))).scalar()
+            found = await current_plan(db, r.id)
+            times = ", ".join(c.at.strftime("%H:%M") for c in found[1].check_times) if found else ""
+            rows.append({"name": r.name, "address": r.address, "camera": cam, "times": times})
+    assert current is not None
+    return render(request, "manage.html", translator(request, current.user), current,
+                  recipients=rows)

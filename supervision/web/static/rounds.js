@@ -1,0 +1,133 @@
+// The rounds board: what is overdue, open now and coming soon, with live countdowns,
+// and the look-in panel with its outcome buttons.
+import { api, clock, el, explain, mmss, t } from './common.js';
+import { LookIn } from './lookin.js';
+
+const groups = document.getElementById('groups');
+const status = document.getElementById('board-status');
+const panel = document.getElementById('lookin');
+const video = document.getElementById('lookin-video');
+const panelStatus = document.getElementById('lookin-status');
+const countdown = document.getElementById('lookin-countdown');
+let checks = [];
+let skew = 0; // server clock minus ours
+let current = null; // { check, lookin }
+
+function bucket(c, now) {
+  if (c.state === 'open' && new Date(c.due_at) < now) return 'overdue';
+  if (c.state === 'open') return 'open';
+  if (c.state === 'planned') return 'soon';
+  return 'done';
+}
+
+function render() {
+  const now = new Date(Date.now() + skew);
+  const by = { overdue: [], open: [], soon: [], done: [] };
+  for (const c of checks) by[bucket(c, now)].push(c);
+  groups.replaceChildren();
+  for (const name of ['overdue', 'open', 'soon', 'done']) {
+    if (!by[name].length && name !== 'open') continue;
+    const list = el('ul', { class: 'checks' });
+    for (const c of by[name]) list.append(row(c, now));
+    if (!by[name].length) list.append(el('li', { class: 'muted' }, t('rounds.none_open')));
+    groups.append(el('section', { class: `group ${name}` }, el('h2', {}, t(`rounds.${name}`)), list));
+  }
+}
+
+function row(c, now) {
+  const due = new Date(c.due_at);
+  const closes = new Date(c.closes_at);
+  const opens = new Date(c.opens_at);
+  let timing;
+  if (c.state === 'planned') timing = t('rounds.opens_in', { time: mmss((opens - now) / 1000) });
+  else if (c.state === 'open') timing = t('rounds.closes_in', { time: mmss((closes - now) / 1000) });
+  else timing = t(`state.${c.state}`) + (c.reason ? ` · ${t('reason.' + c.reason)}` : '');
+  const li = el('li', { class: `check state-${c.state}`, 'data-check': String(c.id) },
+    el('span', { class: 'due' }, clock(c.due_at)),
+    el('span', { class: 'who' }, c.recipient, c.follow_ups ? el('span', { class: 'pill' }, t('rounds.follow_up')) : ''),
+    el('span', { class: 'timing' }, timing),
+    el('span', { class: c.camera_online ? 'cam ok' : 'cam off' }, c.camera_online ? t('rounds.camera_ok') : t('rounds.camera_off')));
+  if (c.state === 'open') {
+    const start = el('button', { class: 'primary start', type: 'button' }, t('rounds.start'));
+    start.addEventListener('click', () => open(c));
+    li.append(start);
+  }
+  if (c.alert) li.append(el('span', { class: 'pill danger' }, t(`alert.state.${c.alert}`)));
+  return li;
+}
+
+async function refresh() {
+  try {
+    const data = await api('/api/rounds');
+    skew = new Date(data.now) - Date.now();
+    checks = data.checks;
+    status.textContent = t('rounds.updated', { time: clock(data.now) });
+    const esc = document.getElementById('escalations');
+    esc.hidden = !data.escalations;
+    esc.textContent = t('rounds.escalations', { n: data.escalations });
+    render();
+  } catch (error) {
+    status.textContent = explain(error);
+  }
+}
+
+async function open(check) {
+  if (current) return;
+  panel.hidden = false;
+  document.getElementById('lookin-name').textContent = `${check.recipient} · ${clock(check.due_at)}`;
+  panelStatus.textContent = t('lookin.connecting');
+  setOutcomes(true);
+  const lookin = new LookIn(check.id, video, {
+    onFirstFrame: (ms) => { panelStatus.textContent = ''; panel.dataset.ttff = String(Math.round(ms)); },
+    onEnd: () => { panelStatus.textContent = t('lookin.ended'); countdown.textContent = ''; },
+  });
+  current = { check, lookin };
+  try {
+    await lookin.start();
+    tick();
+  } catch (error) {
+    lookin.finish('error');
+    panelStatus.textContent = error instanceof Error && error.message.startsWith('error.') ? t(error.message) : explain(error);
+  }
+}
+
+function tick() {
+  if (!current || current.lookin.ended) return;
+  countdown.textContent = mmss((current.lookin.expiresAt - Date.now()) / 1000);
+  setTimeout(tick, 250);
+}
+
+function setOutcomes(enabled) {
+  for (const b of panel.querySelectorAll('.outcome')) b.disabled = !enabled;
+}
+
+for (const button of panel.querySelectorAll('.outcome')) {
+  button.addEventListener('click', async () => {
+    if (!current) return;
+    setOutcomes(false);
+    const { check, lookin } = current;
+    try {
+      await lookin.stop();
+      await api(`/api/checks/${check.id}/outcome`, {
+        method: 'POST', body: { outcome: button.dataset.outcome, session: lookin.session },
+      });
+      panelStatus.textContent = t('lookin.recorded', { outcome: t('outcome.' + button.dataset.outcome) });
+      current = null;
+      setTimeout(() => { if (!current) panel.hidden = true; }, 1200);
+      refresh();
+    } catch (error) {
+      panelStatus.textContent = explain(error);
+      setOutcomes(true);
+    }
+  });
+}
+
+document.getElementById('lookin-close').addEventListener('click', async () => {
+  if (current) await current.lookin.stop();
+  current = null;
+  panel.hidden = true;
+});
+
+refresh();
+setInterval(refresh, 5000);
+setInterval(render, 1000);
