@@ -50,7 +50,7 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
         check = await db.get(Check, check_id)
         if check is None:
             raise LookinError(404, "error.no_check")
-        if check.state != State.OPEN or not (check.opens_at <= now <= check.closes_at):
+        if check.state != State.OPEN or not (check.opens_at <= now < check.closes_at):
             raise LookinError(409, "error.outside_window")
         found = await current_plan(db, check.recipient_id)
         if found is None:
