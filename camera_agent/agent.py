@@ -6,6 +6,7 @@ import asyncio
 import logging
 import shlex
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from camera_agent import __version__
@@ -42,6 +43,13 @@ class Agent:
         self.link.on_connect = self._send_heartbeat
         self.lookin: LookIn | None = None
         self.last_result: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Keep a reference so background work is not garbage-collected mid-flight."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeats())
@@ -68,7 +76,7 @@ class Agent:
             hook = (self.config.on_lookin_start if fields["state"] == "opened"
                     else self.config.on_lookin_end)
             if hook:
-                asyncio.ensure_future(self._run_hook(hook))
+                self._spawn(self._run_hook(hook))
         if msg_type == "lookin_ended":
             self.last_result = fields["reason"]
 
@@ -134,7 +142,7 @@ class Agent:
         log.info("answer for %s in %.0f ms", session, (time.perf_counter() - started) * 1000)
         self.link.send(ANSWER, session=session, sdp=sdp,
                        signature=self.identity.sign(answer_message(session, sdp)))
-        asyncio.ensure_future(self._release_when_done(lookin))
+        self._spawn(self._release_when_done(lookin))
 
     async def _release_when_done(self, lookin: LookIn) -> None:
         await lookin.done.wait()

@@ -67,6 +67,7 @@ class AgentConfig:
                 text = str(value).replace("\\", "\\\\").replace('"', '\\"')
                 lines.append(f'{f.name} = "{text}"')
         if self.masks:
-            polys = ", ".join("[" + ", ".join(f"[{x}, {y}]" for x, y in p) + "]" for p in self.masks)
+            polys = ", ".join(
+                "[" + ", ".join(f"[{x}, {y}]" for x, y in p) + "]" for p in self.masks)
             lines.append(f"masks = [{polys}]")
         return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ import collections
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -61,12 +61,18 @@ class Link:
         self.on_connect: Callable[[], None] | None = None
         self.stopped = False
         self.refused_reason: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def send(self, msg_type: str, *, durable: bool = True, **fields: Any) -> None:
         """Send now if linked; durable messages wait in the outbox while offline."""
         text = encode_message(msg_type, **fields)
         if self._ws is not None and self.connected.is_set():
-            asyncio.ensure_future(self._send_now(text, durable))
+            self._spawn(self._send_now(text, durable))
         elif durable:
             self._outbox.append(text)
 
@@ -108,7 +114,7 @@ class Link:
                         except ProtocolError as exc:
                             log.warning("garbled message from service ignored: %s", exc)
                             continue
-                        asyncio.ensure_future(self._handle(msg))
+                        self._spawn(self._handle(msg))
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 if code in (CLOSE_AUTH_FAILED, CLOSE_REVOKED):

@@ -12,8 +12,15 @@ LOCALES = ("sv", "en")
 
 @cache
 def catalog(locale: str) -> dict[str, str]:
-    data: dict[str, str] = json.loads((CATALOGS / f"{locale}.json").read_text(encoding="utf-8"))
-    return data
+    """All of a locale's files (one per area of the product) merged; a key may live in one only."""
+    merged: dict[str, str] = {}
+    for path in sorted((CATALOGS / locale).glob("*.json")):
+        part: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        clash = merged.keys() & part.keys()
+        if clash:
+            raise ValueError(f"{path}: keys defined twice: {sorted(clash)}")
+        merged.update(part)
+    return merged
 
 
 def pick_locale(requested: str | None, accept_language: str | None, default: str) -> str:
