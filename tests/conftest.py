@@ -5,22 +5,17 @@ Chromium and PostgreSQL tests skip loudly on a laptop without them, and fail und
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-BIN = Path(sys.executable).parent
+from tests.harness import Service, make_service, start_world
+
+__all__ = ["CHROMIUM", "IN_CI", "Service", "make_service", "need"]
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -34,130 +29,52 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(f"SKIPPED LOUDLY: {reason}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
-
-
-@dataclass
-class Service:
-    """A running `supervision serve` process with seeded demo data."""
-
-    root: Path
-    port: int
-    env: dict[str, str]
-    world: dict[str, Any]
-    proc: subprocess.Popen[bytes] | None = None
-    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "service.log"
-
-    def start(self) -> None:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen([str(BIN / "supervision"), "serve"], env=self.env,
-                                     stdout=out, stderr=subprocess.STDOUT)
-        wait_http(self.url + "/healthz")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-    def stop(self) -> None:
-        for agent in self.agents.values():
-            if agent.poll() is None:
-                agent.terminate()
-        for agent in self.agents.values():
-            try:
-                agent.wait(10)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.proc = None
-
-    def agent_dir(self, camera_id: str) -> Path:
-        return self.root / camera_id
-
-    def enrol(self, camera: dict[str, Any], source: str = "synthetic") -> Path:
-        state = self.agent_dir(camera["camera_id"])
-        subprocess.run([str(BIN / "camera-agent"), "enrol", "--server", self.url, "--code",
-                        camera["code"], "--state-dir", str(state), "--source", source],
-                       check=True, capture_output=True)
-        self.configure_agent(camera["camera_id"], heartbeat_seconds=2, backoff_cap_seconds=2)
-        return state
-
-    def configure_agent(self, camera_id: str, **values: object) -> None:
-        """Rewrite settings in an enrolled agent's config file."""
-        path = self.agent_dir(camera_id) / "agent.toml"
-        lines = [ln for ln in path.read_text().splitlines()
-                 if ln.split("=")[0].strip() not in values]
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-        path.write_text("\n".join(lines) + "\n")
-
-    def start_agent(self, camera_id: str) -> subprocess.Popen[bytes]:
-        state = self.agent_dir(camera_id)
-        out = (state / "agent.log").open("ab")
-        proc = subprocess.Popen([str(BIN / "camera-agent"), "run", "--config",
-                                 str(state / "agent.toml")], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=state)
-        self.agents[camera_id] = proc
-        return proc
-
-
-def make_service(root: Path, database_url: str | None = None, **settings: str) -> Service:
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = dict(os.environ)
-    env.update({
-        "SUPERVISION_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{root}/test.db",
-        "SUPERVISION_DATA_DIR": str(root / "data"),
-        "SUPERVISION_PORT": str(port),
-        "SUPERVISION_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "SUPERVISION_SWEEP_SECONDS": "1",
-        "SUPERVISION_AGENT_OFFLINE_SECONDS": "20",
-    })
-    env.update({f"SUPERVISION_{k.upper()}": v for k, v in settings.items()})
-    seeded = subprocess.run([str(BIN / "supervision"), "seed-demo", "--json"], env=env,
-                            check=True, capture_output=True, text=True)
-    world = json.loads(seeded.stdout.strip().splitlines()[-1])
-    return Service(root=root, port=port, env=env, world=world)
-
-
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     """Service + three enrolled, running synthetic agents."""
-    svc = make_service(tmp_path / "svc")
-    svc.start()
+    svc = start_world(tmp_path / "svc")
     try:
-        for cam in svc.world["cameras"]:
-            svc.enrol(cam, source=f"synthetic:{cam['recipient_id']}")
-            svc.start_agent(cam["camera_id"])
         yield svc
     finally:
         svc.stop()
         if os.environ.get("KEEP_LOGS"):
             shutil.copytree(svc.root, Path("/tmp/last-service"), dirs_exist_ok=True)
+
+
+PG_URL = os.environ.get("SUPERVISION_TEST_POSTGRES_URL", "")
+
+
+def _pg_admin(sql: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind; PostgreSQL gets a database of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/db.sqlite3"
+        return
+    need(bool(PG_URL), "SUPERVISION_TEST_POSTGRES_URL is not set (PostgreSQL tests)")
+    import secrets
+    name = f"nt_test_{secrets.token_hex(4)}"
+    try:
+        _pg_admin(f"CREATE DATABASE {name}")
+    except OSError as exc:
+        need(False, f"PostgreSQL at {PG_URL} is not reachable: {exc}")
+    base = PG_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -1,0 +1,96 @@
+"""The same models, migrations and transactions on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from supervision import audit, lookins, planning
+from supervision.alerts import PatrolFanout
+from supervision.auth import RateLimiter
+from supervision.checks import Outcome, State
+from supervision.config import Settings
+from supervision.db import make_engine, make_sessionmaker, migrate
+from supervision.demo import seed
+from supervision.models import Alert, AuditEvent, Check, User
+from supervision.runtime import Runtime
+from supervision.signaling import AgentLinks
+from supervision.tickets import ServerKey
+
+
+@pytest.fixture
+async def rt(database_url: str, tmp_path: Path) -> AsyncIterator[Runtime]:
+    engine = make_engine(database_url)
+    await migrate(engine)
+    await migrate(engine)  # idempotent
+    settings = Settings(database_url=database_url, data_dir=tmp_path)
+    runtime = Runtime(settings=settings, engine=engine, sessions=make_sessionmaker(engine),
+                      key=ServerKey.load_or_create(tmp_path / "server.key"), links=AgentLinks(),
+                      patrol=PatrolFanout(), logins=RateLimiter(10))
+    async with runtime.write() as db:
+        await seed(db)
+    try:
+        yield runtime
+    finally:
+        await engine.dispose()
+
+
+async def test_planning_is_idempotent(rt: Runtime) -> None:
+    async with rt.write() as db:
+        first = await planning.plan_all(db)
+    async with rt.write() as db:
+        again = await planning.plan_all(db)
+    async with rt.read() as db:
+        total = (await db.execute(select(func.count(Check.id)))).scalar()
+    # 3 recipients x 2 times, tonight and tomorrow night
+    assert first == 12 and again == 0 and total == 12
+    async with rt.write() as db:
+        replanned = await planning.plan_recipient(db, 1, replace=True)
+    async with rt.read() as db:
+        assert (await db.execute(select(func.count(Check.id)))).scalar() == 12
+    assert replanned == 3  # the check due in 2 minutes has already opened: kept as it is
+
+
+async def test_times_round_trip_as_utc(rt: Runtime) -> None:
+    async with rt.write() as db:
+        await planning.plan_all(db)
+    async with rt.read() as db:
+        check = (await db.execute(select(Check).order_by(Check.due_at).limit(1))).scalar_one()
+    assert check.due_at.tzinfo is UTC
+    assert check.closes_at - check.opens_at == timedelta(minutes=30)
+    assert abs(check.due_at - datetime.now(UTC)) < timedelta(minutes=4)
+
+
+async def test_outcome_alert_and_audit_commit_together(rt: Runtime) -> None:
+    async with rt.write() as db:
+        await planning.plan_all(db)
+        check = (await db.execute(select(Check).order_by(Check.due_at).limit(1))).scalar_one()
+        check.state = State.OPEN
+        staff = (await db.execute(select(User).where(User.username == "natt"))).scalar_one()
+    await lookins.record_outcome(rt, staff, check.id, Outcome.NEEDS_HELP, None)
+    async with rt.read() as db:
+        stored = await db.get(Check, check.id)
+        alerts = (await db.execute(select(Alert))).scalars().all()
+        assert stored is not None and stored.state == State.DISPATCHED
+        assert [(a.reason, a.priority, a.state) for a in alerts] == [("needs-help", 1, "new")]
+        assert await audit.verify(db) == []
+
+
+async def test_audit_chain_finds_changed_removed_inserted(rt: Runtime) -> None:
+    async with rt.write() as db:
+        for i in range(5):
+            await audit.append(db, "t", "test", f"n:{i}", {"i": i})
+    async with rt.read() as db:
+        assert await audit.verify(db) == []
+        ids = [e.id for e in (await db.execute(select(AuditEvent).order_by(AuditEvent.id))
+                              ).scalars()]
+    async with rt.write() as db:
+        await db.execute(update(AuditEvent).where(AuditEvent.id == ids[2])
+                         .values(data={"i": 99}))
+    async with rt.read() as db:
+        problems = await audit.verify(db)
+    assert [(p.entry_id, p.what) for p in problems] == [(ids[2], "entry content changed")]
