@@ -66,15 +66,17 @@ class LookIn:
         """Open the camera in parallel with the SDP exchange; return the answer SDP."""
         remaining = self.ticket.not_after - self._clock()
         self._timer = self._loop.call_later(max(0.0, remaining), self.stop_soon, "expired")
-        self._opening = asyncio.create_task(self._open_capture())
-        track = _OpeningTrack(self._capture, self._opening, self._on_track_error)
 
         @self._pc.on("connectionstatechange")
         async def _state() -> None:
             if self._pc.connectionState in ("failed", "closed"):
                 self.stop_soon("peer-" + self._pc.connectionState)
 
+        # A malformed offer fails here, before the camera is touched; the camera then opens
+        # while the answer is made and travels, so opening costs the viewer little time.
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        self._opening = asyncio.create_task(self._open_capture())
+        track = _OpeningTrack(self._capture, self._opening, self._on_track_error)
         self._pc.addTrack(track)
         self._prefer_codec()
         answer = await self._pc.createAnswer()

@@ -20,6 +20,7 @@ from supervision.models import Camera, Plan, Recipient, User
 
 USERS = [  # username, password, role, display name, shift lead
     ("natt", "natt", "staff", "Nora Natt", False),
+    ("kvall", "kvall", "staff", "Kalle Kväll", False),
     ("patrull", "patrull", "patrol", "Per Patrull", True),
     ("chef", "chef", "manager", "Hanna Handläggare", False),
     ("admin", "admin", "admin", "Ada Admin", False),
