@@ -1,11 +1,21 @@
-"""Agent configuration: one TOML file written at enrolment, editable by the installer."""
+"""Agent configuration: one TOML file written at enrolment, editable by the installer.
+
+Everything is validated when the file is loaded, so a typo in a privacy mask or a codec
+name stops the agent at start-up (where the installer sees it) instead of failing the
+first look-in of the night.
+"""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from camera_agent.processing import normalise_masks
+
+CODECS = ("vp8", "h264")
 
 
 @dataclass
@@ -14,18 +24,39 @@ class AgentConfig:
     camera_id: str
     server_public_key: str  # pinned at enrolment (base64url raw Ed25519)
     state_dir: Path
-    source: str = "synthetic"
+    source: str = "synthetic"  # V4L2 index or /dev/video*, rtsp://..., a file, synthetic[:seed]
     width: int = 640
     height: int = 480
     fps: float = 10.0
     codec: str = "vp8"  # vp8 | h264
-    enhance: bool = True
-    masks: list[list[tuple[float, float]]] = field(default_factory=list)
+    enhance: bool = True  # low-light enhancement (CLAHE on luma)
+    masks: list[list[tuple[float, float]]] = field(default_factory=list)  # normalised polygons
+    open_deadline_seconds: float = 5.0  # first frame within this, or technical failure
     heartbeat_seconds: float = 15.0
     backoff_cap_seconds: float = 30.0
     ca_file: str | None = None  # CA or self-signed service certificate to pin for wss
+    # STUN/TURN servers for the peer: [{urls = "turn:host:3478", username = "", credential = ""}]
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
     on_lookin_start: str | None = None  # command run when the camera opens
     on_lookin_end: str | None = None  # command run when the camera is released
+
+    def __post_init__(self) -> None:
+        if not self.server_url.startswith(("http://", "https://")):
+            raise ValueError("server_url must start with http:// or https://")
+        if not 16 <= self.width <= 4096 or not 16 <= self.height <= 4096:
+            raise ValueError("width and height must be 16..4096")
+        if not 0 < self.fps <= 60:
+            raise ValueError("fps must be in (0, 60]")
+        self.codec = self.codec.lower()
+        if self.codec not in CODECS:
+            raise ValueError(f"codec must be one of {CODECS}")
+        normalise_masks(self.masks)  # raises ValueError with the polygon's index
+        for name in ("open_deadline_seconds", "heartbeat_seconds", "backoff_cap_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        for server in self.ice_servers:
+            if not isinstance(server, dict) or not server.get("urls"):
+                raise ValueError("each ice_servers entry needs urls")
 
     @property
     def key_file(self) -> Path:
@@ -50,24 +81,35 @@ class AgentConfig:
         if unknown:
             raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
         data["state_dir"] = (path.parent / data.get("state_dir", ".")).resolve()
-        data["masks"] = [[(float(x), float(y)) for x, y in poly] for poly in data.get("masks", [])]
-        return cls(**data)
+        try:
+            data["masks"] = [[(float(x), float(y)) for x, y in poly]
+                             for poly in data.get("masks", [])]
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
-    def dump(self) -> str:
+    def dump(self, state_dir: str | None = None) -> str:
+        """TOML text; `state_dir` overrides the path written (e.g. "." for "next to me")."""
         lines = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or f.name == "masks":
+            if f.name == "state_dir" and state_dir is not None:
+                value = state_dir
+            if value is None or f.name in ("masks", "ice_servers"):
                 continue
             if isinstance(value, bool):
                 lines.append(f"{f.name} = {'true' if value else 'false'}")
             elif isinstance(value, int | float):
                 lines.append(f"{f.name} = {value}")
             else:
-                text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-                lines.append(f'{f.name} = "{text}"')
+                lines.append(f"{f.name} = {json.dumps(str(value))}")
         if self.masks:
             polys = ", ".join(
                 "[" + ", ".join(f"[{x}, {y}]" for x, y in p) + "]" for p in self.masks)
             lines.append(f"masks = [{polys}]")
+        if self.ice_servers:
+            tables = ", ".join(
+                "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in s.items()) + "}"
+                for s in self.ice_servers)
+            lines.append(f"ice_servers = [{tables}]")
         return "\n".join(lines) + "\n"
