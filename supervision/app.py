@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from supervision import lookins
 from supervision.alerts import PatrolFanout
 from supervision.api import agents, patrol, staff
+from supervision.api import audit as audit_api
 from supervision.auth import RateLimiter
 from supervision.config import Settings, get_settings
 from supervision.db import make_engine, make_sessionmaker, migrate
@@ -23,7 +24,7 @@ from supervision.runtime import Runtime
 from supervision.scheduler import NightScheduler
 from supervision.signaling import AgentLinks
 from supervision.tickets import ServerKey
-from supervision.web import pages
+from supervision.web import audit_pages, pages
 
 log = logging.getLogger("supervision")
 
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff.router)
     app.include_router(patrol.router)
     app.include_router(agents.router)
+    app.include_router(audit_api.router)
+    app.include_router(audit_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
               name="static")
     return app

@@ -35,14 +35,19 @@ def render(request: Request, name: str, t: Translator, current: Who | None,
     }, status_code=status)
 
 
-def _page_guard(request: Request, current: Who | None) -> Response | None:
+def guard(request: Request, current: Who | None, roles: tuple[str, ...]) -> Response | None:
+    """None if the page may be shown; else a redirect to log in, or a 403 page."""
     if current is None:
         return RedirectResponse(f"/login?next={request.url.path}", 303)
-    if current.user.role not in PAGE_ROLES.get(request.url.path, ()):
+    if current.user.role not in roles:
         t = translator(request, current.user)
         return render(request, "login.html", t, current, status=403, error="error.role",
                       login_csrf="")
     return None
+
+
+def _page_guard(request: Request, current: Who | None) -> Response | None:
+    return guard(request, current, PAGE_ROLES.get(request.url.path, ()))
 
 
 @router.get("/")
