@@ -55,8 +55,18 @@ export function clock(iso) {
     { hour: '2-digit', minute: '2-digit' });
 }
 
+/** A countdown as m:ss, or h:mm:ss from an hour on; never negative. */
 export function mmss(seconds) {
   const s = Math.max(0, Math.round(seconds));
-  const sign = seconds < 0 ? '-' : '';
-  return `${sign}${Math.floor(Math.abs(s) / 60)}:${String(Math.abs(s) % 60).padStart(2, '0')}`;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/** A check's or alert's reason; plan reasons carry free text after a colon ("paused: hospital"). */
+export function reasonText(reason) {
+  const [code, ...rest] = String(reason).split(':');
+  const text = t('reason.' + code.trim());
+  return rest.length ? `${text}: ${rest.join(':').trim()}` : text;
 }

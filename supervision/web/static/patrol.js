@@ -1,6 +1,6 @@
 // The patrol's phone: alerts arrive live over a WebSocket that reconnects by itself.
 // Each new alert sounds, vibrates and raises a system notification (when allowed).
-import { api, el, explain, clock, t } from './common.js';
+import { api, el, explain, clock, reasonText, t } from './common.js';
 
 const list = document.getElementById('alerts');
 const empty = document.getElementById('empty');
@@ -29,7 +29,7 @@ function signal(alert) {
   } catch (e) { /* no audio: the notification and the screen still show it */ }
   navigator.vibrate?.([300, 100, 300]);
   if ('Notification' in window && Notification.permission === 'granted') {
-    new Notification(t('patrol.notify_title', { reason: t('reason.' + alert.reason) }),
+    new Notification(t('patrol.notify_title', { reason: reasonText(alert.reason) }),
       { body: `${alert.recipient.name}, ${alert.recipient.address}`, tag: `alert-${alert.id}`, requireInteraction: true });
   } else {
     document.title = '(!) ' + document.title.replace(/^\(!\) /, '');
@@ -39,7 +39,7 @@ function signal(alert) {
 function card(a) {
   const li = el('li', { class: `alert prio-${a.priority} state-${a.state}`, 'data-alert': String(a.id) },
     el('div', { class: 'alert-head' },
-      el('strong', { class: 'reason' }, t('reason.' + a.reason)),
+      el('strong', { class: 'reason' }, reasonText(a.reason)),
       el('span', { class: 'pill' }, t('alert.state.' + a.state)),
       a.escalated ? el('span', { class: 'pill danger' }, t('patrol.escalated')) : ''),
     el('div', { class: 'name' }, a.recipient.name),

@@ -1,6 +1,6 @@
 // The rounds board: what is overdue, open now and coming soon, with live countdowns,
 // and the look-in panel with its outcome buttons.
-import { api, clock, el, explain, mmss, t } from './common.js';
+import { api, clock, el, explain, mmss, reasonText, t } from './common.js';
 import { LookIn } from './lookin.js';
 
 const groups = document.getElementById('groups');
@@ -41,18 +41,32 @@ function row(c, now) {
   let timing;
   if (c.state === 'planned') timing = t('rounds.opens_in', { time: mmss((opens - now) / 1000) });
   else if (c.state === 'open') timing = t('rounds.closes_in', { time: mmss((closes - now) / 1000) });
-  else timing = t(`state.${c.state}`) + (c.reason ? ` · ${t('reason.' + c.reason)}` : '');
+  else timing = t(`state.${c.state}`) + (c.reason ? ` · ${reasonText(c.reason)}` : '');
   const li = el('li', { class: `check state-${c.state}`, 'data-check': String(c.id) },
     el('span', { class: 'due' }, clock(c.due_at)),
     el('span', { class: 'who' }, c.recipient, c.follow_ups ? el('span', { class: 'pill' }, t('rounds.follow_up')) : ''),
     el('span', { class: 'timing' }, timing),
     el('span', { class: c.camera_online ? 'cam ok' : 'cam off' }, c.camera_online ? t('rounds.camera_ok') : t('rounds.camera_off')));
-  if (c.state === 'open') {
+  if (c.state === 'open' && c.camera_online) {
     const start = el('button', { class: 'primary start', type: 'button' }, t('rounds.start'));
     start.addEventListener('click', () => open(c));
     li.append(start);
+  } else if (c.state === 'open') {
+    // no picture to be had: send someone rather than wait for the window to pass
+    const tech = el('button', { class: 'start tech', type: 'button' }, t('outcome.technical-failure'));
+    tech.addEventListener('click', async () => {
+      tech.disabled = true;
+      try {
+        await api(`/api/checks/${c.id}/outcome`, { method: 'POST', body: { outcome: 'technical-failure' } });
+        refresh();
+      } catch (error) {
+        tech.disabled = false;
+        status.textContent = explain(error);
+      }
+    });
+    li.append(tech);
   }
-  if (c.alert) li.append(el('span', { class: 'pill danger' }, t(`alert.state.${c.alert}`)));
+  if (c.alert) li.append(el('span', { class: 'pill danger' }, t('rounds.alert', { state: t(`alert.state.${c.alert}`) })));
   return li;
 }
 
