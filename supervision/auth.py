@@ -41,23 +41,25 @@ def _digest(token: str) -> str:
 
 
 class RateLimiter:
-    """At most N attempts a minute per key (username and address), in memory."""
+    """Login attempts a minute, in memory: N per username, 5N per address (an office or a
+    care unit shares one address behind NAT, so the address limit is the looser one)."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
 
-    def allow(self, *keys: str) -> bool:
+    def _hit(self, key: str, limit: int, now: float) -> bool:
+        hits = self._hits[key]
+        while hits and hits[0] < now - 60:
+            hits.popleft()
+        hits.append(now)
+        return len(hits) <= limit
+
+    def allow(self, username: str, address: str) -> bool:
         now = time.monotonic()
-        ok = True
-        for key in keys:
-            hits = self._hits[key]
-            while hits and hits[0] < now - 60:
-                hits.popleft()
-            if len(hits) >= self.per_minute:
-                ok = False
-            hits.append(now)
-        return ok
+        user_ok = self._hit("user:" + username.lower(), self.per_minute, now)
+        address_ok = self._hit("addr:" + address, self.per_minute * 5, now)
+        return user_ok and address_ok
 
 
 async def authenticate(db: AsyncSession, username: str, password: str) -> User | None:

@@ -124,6 +124,33 @@ async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
     await _with_db(settings, add)
 
 
+async def _user_role(settings: Settings, args: argparse.Namespace) -> None:
+    """Change a role or the shift-lead flag; audited like every change of who may do what."""
+    from supervision import audit
+    from supervision.auth import ROLES
+    from supervision.models import User, WebSession
+    if args.role is not None and args.role not in ROLES:
+        raise SystemExit(f"role must be one of {', '.join(ROLES)}")
+
+    async def change(db):  # type: ignore[no-untyped-def]
+        user = (await db.execute(select(User).where(User.username == args.username))).scalar()
+        if user is None:
+            raise SystemExit(f"no user {args.username}")
+        before = {"role": user.role, "shift_lead": user.shift_lead, "active": user.active}
+        if args.role is not None:
+            user.role = args.role
+        if args.shift_lead is not None:
+            user.shift_lead = args.shift_lead
+        if args.disable:
+            user.active = False
+        after = {"role": user.role, "shift_lead": user.shift_lead, "active": user.active}
+        # a changed role takes effect at once: the user's sessions end
+        await db.execute(WebSession.__table__.delete().where(WebSession.user_id == user.id))
+        await audit.append(db, "cli", "user.changed", f"user:{user.username}",
+                           {"before": before, "after": after})
+    await _with_db(settings, change)
+
+
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from supervision import audit
     from supervision.models import AuditEvent
@@ -170,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--password")
     add.add_argument("--shift-lead", action="store_true")
     add.add_argument("--allow-short", action="store_true", help=argparse.SUPPRESS)
+    change = user_sub.add_parser("set", help="change role, shift-lead flag, or disable")
+    change.add_argument("username")
+    change.add_argument("--role")
+    change.add_argument("--shift-lead", dest="shift_lead", action="store_true", default=None)
+    change.add_argument("--no-shift-lead", dest="shift_lead", action="store_false")
+    change.add_argument("--disable", action="store_true")
     aud = sub.add_parser("audit")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True)
     aud_sub.add_parser("verify")
@@ -193,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(world) if args.json else world)
     elif args.command == "demo":
         return run_demo(settings, fresh=not args.keep)
-    elif args.command == "user":
+    elif args.command == "user" and args.user_command == "add":
         asyncio.run(_user_add(settings, args))
+    elif args.command == "user":
+        asyncio.run(_user_role(settings, args))
     elif args.command == "audit":
         return _audit(settings, args)
     return 0

@@ -22,9 +22,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
+def wait_http(url: str, timeout: float = 30.0,
+              process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
@@ -56,7 +59,11 @@ class Service:
         out = self.log.open("ab")
         self.proc = subprocess.Popen([str(BIN / "supervision"), "serve"], env=self.env,
                                      stdout=out, stderr=subprocess.STDOUT)
-        wait_http(self.url + "/healthz")
+        try:
+            wait_http(self.url + "/healthz", process=self.proc)
+        except (TimeoutError, RuntimeError) as exc:
+            tail = self.log.read_text()[-3000:]
+            raise RuntimeError(f"service did not start ({exc}); log tail:\n{tail}") from exc
 
     def kill(self) -> None:
         if self.proc is not None:

@@ -50,16 +50,17 @@ def test_sigkill_loses_nothing(night: Service) -> None:
     opened = staff.wait_open_checks(3)
     first, second, third = (c["id"] for c in opened[:3])
     # second: Not visible -> a follow-up is pending; third: Needs help -> alert unacknowledged
-    assert staff.post(f"/api/checks/{second}/outcome", {"outcome": "not-visible"}).status_code == 200
-    assert staff.post(f"/api/checks/{third}/outcome", {"outcome": "needs-help"}).status_code == 200
+    for check_id, outcome in ((second, "not-visible"), (third, "needs-help")):
+        reply = staff.post(f"/api/checks/{check_id}/outcome", {"outcome": outcome})
+        assert reply.status_code == 200, reply.text
     slots_before = db_rows(night, "SELECT id, slot FROM checks ORDER BY id")
     (follow_up,), = db_rows(night, "SELECT id FROM checks WHERE parent_id = ?", second)
 
     night.kill()  # SIGKILL: no shutdown code runs
     now = datetime.now(UTC)
     # during the outage: first's window closes; the follow-up's window opens
-    db_rows(night, "UPDATE checks SET closes_at = ? WHERE id = ?", stamp(now + timedelta(seconds=1)),
-            first)
+    db_rows(night, "UPDATE checks SET closes_at = ? WHERE id = ?",
+            stamp(now + timedelta(seconds=1)), first)
     db_rows(night, "UPDATE checks SET opens_at = ?, due_at = ? WHERE id = ?",
             stamp(now), stamp(now + timedelta(minutes=1)), follow_up)
     time.sleep(1.5)
