@@ -37,6 +37,7 @@ PRIORITY_NEEDS_HELP = 1
 PRIORITY_TECHNICAL = 2
 PRIORITY_NOT_SEEN = 2
 PRIORITY_MISSED = 3
+PRIORITY_INFO = 4
 
 
 class TransitionError(ValueError):
@@ -92,9 +93,9 @@ def close_window(state: State, *, missed_action: str = "dispatch") -> Transition
     """The window passed with no outcome: missed, with an alert for a physical visit."""
     if state not in (State.PLANNED, State.OPEN):
         raise TransitionError(f"cannot close a check that is {state}")
-    return Transition(State.MISSED, "window-closed",
-                      AlertEffect(PRIORITY_MISSED, "missed" if missed_action == "dispatch"
-                                  else "missed-alert"))
+    if missed_action == "dispatch":
+        return Transition(State.MISSED, "window-closed", AlertEffect(PRIORITY_MISSED, "missed"))
+    return Transition(State.MISSED, "window-closed", AlertEffect(PRIORITY_INFO, "missed-alert"))
 
 
 def agent_offline(state: State) -> Transition:

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     planning_minutes: float = 30.0
     agent_offline_seconds: float = 45.0
     missed_action: str = Field(default="dispatch", pattern="^(dispatch|alert)$")
+    #: per care unit (Recipient.unit): "dispatch" sends the patrol, "alert" only tells them
+    missed_action_by_unit: dict[str, str] = Field(default_factory=dict)
     lookin_answer_timeout: float = 8.0
     # dispatch
     escalate_after_minutes: float = 3.0
@@ -43,6 +45,10 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = 64 * 1024
     enrolment_hours: float = 24.0
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+
+    def missed_action_for(self, unit: str) -> str:
+        action = self.missed_action_by_unit.get(unit, self.missed_action)
+        return action if action in ("dispatch", "alert") else "dispatch"
 
     @property
     def key_file(self) -> Path:

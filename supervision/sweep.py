@@ -35,8 +35,10 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
             if check.closes_at < now:
                 if await _lookin_in_progress(db, check, now):
                     continue
+                recipient = await db.get(Recipient, check.recipient_id)
+                unit = recipient.unit if recipient else ""
                 step = checks.close_window(State(check.state),
-                                           missed_action=rt.settings.missed_action)
+                                           missed_action=rt.settings.missed_action_for(unit))
             elif check.state == State.PLANNED:
                 if not grace and not await _camera_alive(rt, db, check, now):
                     step = checks.agent_offline(State(check.state))

@@ -118,3 +118,13 @@ async def test_unacknowledged_alert_escalates_once(rt: Runtime) -> None:
         assert (await db.execute(select(Alert))).scalar_one().escalated_at is not None
         kinds = [e.kind for e in (await db.execute(select(AuditEvent))).scalars()]
         assert kinds.count("alert.escalated") == 1
+
+
+async def test_missed_action_is_configurable_per_unit(rt: Runtime) -> None:
+    rt.settings.missed_action_by_unit = {"Demo": "alert"}
+    check = await first_check(rt)
+    await mark_cameras_seen(rt, check.opens_at)
+    await sweep(rt, check.closes_at + timedelta(seconds=1), started_at=LONG_AGO)
+    async with rt.read() as db:
+        alert = (await db.execute(select(Alert).where(Alert.check_id == check.id))).scalar_one()
+    assert (alert.reason, alert.priority) == ("missed-alert", 4)
