@@ -4,6 +4,7 @@ real service; the stream stops at ticket expiry and the agent reports the camera
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -56,20 +57,19 @@ async def test_stream_decodes_and_stops_at_expiry(service: Service) -> None:
     assert last - first <= 30.5, "no frame after the ticket expired"
     # the agent reports the camera released; the service records the visit's end
     deadline = time.monotonic() + 5
-    events: list[str] = []
+    rows: list[tuple[str, str]] = []
+    visit = None
     while time.monotonic() < deadline:
-        log = (service.root / "service.log").read_text()
-        agent_log = (service.agent_dir(check_camera(service, check)) / "agent.log").read_text()
-        events = [line for line in agent_log.splitlines() if "camera released" in line]
-        if events:
+        db = sqlite3.connect(service.root / "test.db")
+        rows = db.execute("SELECT kind, subject FROM audit_events WHERE subject = ?",
+                          (f"visit:{data['session']}",)).fetchall()
+        visit = db.execute("SELECT end_reason, seconds FROM visits WHERE id = ?",
+                           (data["session"],)).fetchone()
+        db.close()
+        if ("camera.released", f"visit:{data['session']}") in rows and visit[0]:
             break
         await asyncio.sleep(0.2)
-    assert events, "agent reported the camera released"
-    assert "expired" in agent_log or log
-
-
-def check_camera(svc: Service, check: dict) -> str:
-    for cam in svc.world["cameras"]:
-        if cam["recipient"] == check["recipient"]:
-            return cam["camera_id"]
-    raise AssertionError("no camera for check")
+    kinds = [kind for kind, _ in rows]
+    assert kinds.index("camera.opened") < kinds.index("camera.released")
+    assert visit is not None and visit[0] == "expired"
+    assert 29 <= visit[1] <= 31
