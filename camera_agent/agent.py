@@ -1,9 +1,16 @@
-"""The agent: ties the link, the gate and the look-in together on the device."""
+"""The agent: ties the link, the gate and the look-in together on the device.
+
+Every refusal is logged here and reported to the service (kept in the outbox while the
+link is down). The look-in hooks run on camera open and release, so an indicator lamp or
+a motor that turns the camera away from the bed follows the camera itself, not the
+service's idea of it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shlex
 import time
 from collections.abc import Coroutine
@@ -17,9 +24,11 @@ from camera_agent.identity import Identity
 from camera_agent.link import Link
 from camera_agent.protocol import (
     ANSWER,
+    CAMERA,
     END,
     HEARTBEAT,
     LOOKIN,
+    LOOKIN_ENDED,
     PLAN,
     REFUSED,
     ProtocolError,
@@ -27,9 +36,11 @@ from camera_agent.protocol import (
     load_public_key,
     require_str,
 )
-from camera_agent.stream import LookIn
+from camera_agent.stream import LookIn, LookInEnded
 
 log = logging.getLogger("camera_agent")
+
+HOOK_SECONDS = 10.0
 
 
 class Agent:
@@ -41,6 +52,7 @@ class Agent:
         self.gate = Gate(config.camera_id, server_key, self.plans)
         self.link = Link(config, self.identity, self.handle, version=__version__)
         self.link.on_connect = self._send_heartbeat
+        self.link.on_refused = self._refused_by_service
         self.lookin: LookIn | None = None
         self.last_result: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -52,13 +64,18 @@ class Agent:
         task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
+        log.info("camera agent %s for camera %s, source %s, plan version %s", __version__,
+                 self.config.camera_id, self.config.source, self.plans.version)
         beat = asyncio.create_task(self._heartbeats())
         try:
             await self.link.run()
         finally:
             beat.cancel()
-            if self.lookin is not None:
-                await self.lookin.stop("agent-stopping")
+            await self.stop_lookin("agent-stopping")
+
+    async def stop_lookin(self, reason: str) -> None:
+        if self.lookin is not None:
+            await self.lookin.stop(reason)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -66,26 +83,46 @@ class Agent:
             self._send_heartbeat()
 
     def _send_heartbeat(self) -> None:
-        self.link.send(HEARTBEAT, durable=False, health=health(self.config.source,
-                                                               self.last_result))
+        active = self.lookin is not None and not self.lookin.done.is_set()
+        self.link.send(HEARTBEAT, durable=False, health=health(
+            self.config.source, self.last_result, self.plans.version, active))
+
+    def _refused_by_service(self, revoked: bool) -> None:
+        """Nobody can end a look-in of a camera the service no longer accepts: end it here."""
+        if revoked:
+            self._spawn(self.stop_lookin("revoked"))
 
     def emit(self, msg_type: str, fields: dict[str, Any]) -> None:
         self.link.send(msg_type, **fields)
-        if msg_type == "camera":
+        if msg_type == CAMERA:
             log.info("camera %s (look-in %s)", fields["state"], fields["session"])
-            hook = (self.config.on_lookin_start if fields["state"] == "opened"
-                    else self.config.on_lookin_end)
+            opened = fields["state"] == "opened"
+            hook = self.config.on_lookin_start if opened else self.config.on_lookin_end
             if hook:
-                self._spawn(self._run_hook(hook))
-        if msg_type == "lookin_ended":
+                self._spawn(self._run_hook(hook, "start" if opened else "end",
+                                           fields["session"]))
+        if msg_type == LOOKIN_ENDED:
             self.last_result = fields["reason"]
+            self._send_heartbeat()
 
-    async def _run_hook(self, command: str) -> None:
+    async def _run_hook(self, command: str, event: str, session: str) -> None:
+        env = dict(os.environ, NATTILLSYN_EVENT=event, NATTILLSYN_SESSION=session,
+                   NATTILLSYN_CAMERA=self.config.camera_id)
         try:
-            proc = await asyncio.create_subprocess_exec(*shlex.split(command))
-            await asyncio.wait_for(proc.wait(), 10)
-        except (OSError, TimeoutError) as exc:
-            log.warning("hook %r failed: %s", command, exc)
+            proc = await asyncio.create_subprocess_exec(*shlex.split(command), env=env,
+                                                        stdin=asyncio.subprocess.DEVNULL)
+        except (OSError, ValueError) as exc:
+            log.warning("hook %r could not start: %s", command, exc)
+            return
+        try:
+            code = await asyncio.wait_for(proc.wait(), HOOK_SECONDS)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            log.warning("hook %r killed after %.0f s", command, HOOK_SECONDS)
+            return
+        if code != 0:
+            log.warning("hook %r exited with %s", command, code)
 
     async def handle(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
@@ -98,52 +135,63 @@ class Agent:
             self._plan(msg)
 
     def _refuse(self, session: str, reason: str, detail: str = "") -> None:
-        log.warning("refused look-in %s: %s %s", session, reason, detail)
-        self.link.send(REFUSED, session=session, reason=reason, detail=detail)
+        log.warning("refused look-in %s: %s %s", session or "-", reason, detail)
+        self.link.send(REFUSED, session=session, reason=reason, detail=detail[:256])
 
     def _plan(self, msg: dict[str, Any]) -> None:
         try:
-            self.plans.accept(require_str(msg, "plan_json"), require_str(msg, "signature"),
-                              msg.get("version"))
-            log.info("plan version %s accepted", msg.get("version"))
+            changed = self.plans.accept(require_str(msg, "plan_json"),
+                                        require_str(msg, "signature"), msg.get("version"))
         except (Refusal, ProtocolError) as exc:
-            self._refuse("", getattr(exc, "reason", "plan-invalid"), str(exc))
+            log.warning("plan rejected, keeping version %s: %s", self.plans.version, exc)
+            self._refuse("", exc.reason, f"plan version {msg.get('version')}: {exc.detail}")
+            return
+        log.info("plan version %s accepted%s", self.plans.version,
+                 "" if changed else " (unchanged)")
+        self._send_heartbeat()  # tells the service at once which plan the device holds
 
     async def _lookin(self, msg: dict[str, Any]) -> None:
         try:
             session = require_str(msg, "session", 64)
             token = require_str(msg, "ticket", 4096)
             offer = require_str(msg, "offer")
+            ice = msg.get("ice_servers") or []
+            if not isinstance(ice, list):
+                raise ProtocolError("garbled", "ice_servers must be a list")
         except ProtocolError as exc:
-            self._refuse(str(msg.get("session", "")), exc.reason, exc.detail)
+            self._refuse(str(msg.get("session", ""))[:64], exc.reason, exc.detail)
             return
         if self.lookin is not None and not self.lookin.done.is_set():
             self._refuse(session, "busy", "another look-in is in progress")
             return
         try:
-            ticket = self.gate.admit(token)
+            admission = self.gate.admit(token)
         except Refusal as exc:
             self._refuse(session, exc.reason, exc.detail)
             return
-        if ticket.session != session:
-            self.gate.release(ticket)
+        if admission.ticket.session != session:
+            self.gate.release(admission)
             self._refuse(session, "session-mismatch", "ticket is for another look-in")
             return
-        lookin = LookIn(ticket, self.config, self.emit)
-        self.lookin = lookin
         started = time.perf_counter()
         try:
+            lookin = LookIn(admission, self.config, self.emit, ice_servers=ice,
+                            on_done=lambda: self.gate.release(admission))
+        except Exception as exc:
+            self.gate.release(admission)
+            log.exception("look-in could not be set up")
+            self._refuse(session, "technical-failure", str(exc)[:200])
+            return
+        self.lookin = lookin
+        try:
             sdp = await lookin.answer(offer)
+        except LookInEnded as exc:
+            self._refuse(session, exc.reason, "the look-in ended before its answer")
+            return
         except Exception as exc:  # a bad offer must not leave the camera on
             await lookin.stop("bad-offer")
-            self.gate.release(ticket)
             self._refuse(session, "bad-offer", str(exc)[:200])
             return
         log.info("answer for %s in %.0f ms", session, (time.perf_counter() - started) * 1000)
-        self.link.send(ANSWER, session=session, sdp=sdp,
+        self.link.send(ANSWER, durable=False, session=session, sdp=sdp,
                        signature=self.identity.sign(answer_message(session, sdp)))
-        self._spawn(self._release_when_done(lookin))
-
-    async def _release_when_done(self, lookin: LookIn) -> None:
-        await lookin.done.wait()
-        self.gate.release(lookin.ticket)

@@ -14,21 +14,22 @@ from camera_agent.config import AgentConfig
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="camera-agent")
+    parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     enrol = sub.add_parser("enrol", aliases=["enroll"], help="bind this device to a camera")
-    enrol.add_argument("--server", required=True)
-    enrol.add_argument("--code", required=True)
+    enrol.add_argument("--server", required=True, help="https://service.example")
+    enrol.add_argument("--code", required=True, help="one-time enrolment code from the admin")
     enrol.add_argument("--state-dir", type=Path, default=Path("/var/lib/camera-agent"))
-    enrol.add_argument("--source", default="synthetic")
-    enrol.add_argument("--ca-file")
+    enrol.add_argument("--source", help="camera: 0, /dev/video0, rtsp://..., a file, synthetic")
+    enrol.add_argument("--ca-file", help="CA or service certificate to pin for https/wss")
     run = sub.add_parser("run", help="run the agent")
-    run.add_argument("--config", type=Path, required=True)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("--config", type=Path, default=Path("/var/lib/camera-agent/agent.toml"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
 
     if args.command in ("enrol", "enroll"):
         from camera_agent.enrol import EnrolmentError
@@ -41,8 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"enrolled as camera {config.camera_id}; config {args.state_dir / 'agent.toml'}")
         return 0
 
+    try:
+        config = AgentConfig.load(args.config)
+    except (OSError, ValueError) as exc:
+        print(f"cannot load the agent config: {exc}", file=sys.stderr)
+        return 2
     from camera_agent.agent import Agent
-    agent = Agent(AgentConfig.load(args.config))
+    try:
+        agent = Agent(config)
+    except (OSError, ValueError) as exc:
+        print(f"cannot start the agent (enrolled?): {exc}", file=sys.stderr)
+        return 2
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -54,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         except asyncio.CancelledError:
             pass
         finally:
-            if agent.lookin is not None:
-                await agent.lookin.stop("agent-stopping")
+            await agent.stop_lookin("agent-stopping")
 
     asyncio.run(serve())
     return 0

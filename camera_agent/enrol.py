@@ -76,7 +76,7 @@ def enrol(server: str, code: str, state_dir: Path, source: str | None = None,
         camera_id = str(reply["camera_id"])
         server_key = str(reply["server_public_key"])
         load_public_key(server_key)
-    except (KeyError, ProtocolError, ValueError) as exc:
+    except (KeyError, TypeError, ProtocolError, ValueError) as exc:
         raise EnrolmentError("the service's reply is not an enrolment") from exc
 
     config_path = state_dir / "agent.toml"

@@ -2,7 +2,8 @@
 
 Even a valid ticket is refused outside the windows of the plan the agent holds (signed by
 the service, verified here with the pinned key), so a buggy or compromised central service
-cannot switch a camera on at will. Only one look-in at a time.
+cannot switch a camera on at will. Only one look-in at a time, and never longer than the
+plan's max_lookin_seconds, whatever the ticket says.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +31,9 @@ from camera_agent.protocol import (
 
 log = logging.getLogger("camera_agent.gate")
 
+#: Tolerated clock difference between the service and the device, in seconds.
+SKEW = 2.0
+
 
 class Refusal(Exception):
     """A look-in the gate will not allow; ``reason`` is reported to the service."""
@@ -40,7 +45,11 @@ class Refusal(Exception):
 
 
 class PlanStore:
-    """The last plan whose signature verified; a bad one is rejected and the old one kept."""
+    """The last plan whose signature verified; a bad one is rejected and the old one kept.
+
+    It is kept in the state directory so a device that restarts offline still knows its
+    windows (and, without a plan, refuses everything).
+    """
 
     def __init__(self, camera_id: str, server_key: Ed25519PublicKey, path: Path | None) -> None:
         self.camera_id = camera_id
@@ -48,30 +57,43 @@ class PlanStore:
         self._path = path
         self.plan: schedules.Plan | None = None
         self.version: int | None = None
+        self._raw: tuple[str, str] | None = None
         if path is not None and path.exists():
             try:
                 stored = json.loads(path.read_text())
                 self.accept(stored["plan_json"], stored["signature"], stored.get("version"),
                             persist=False)
-            except (ValueError, KeyError, OSError) as exc:
+            except (ValueError, KeyError, TypeError, OSError, Refusal) as exc:
                 log.warning("stored plan ignored: %s", exc)
 
     def accept(self, plan_json: str, signature: str, version: int | None = None, *,
-               persist: bool = True) -> schedules.Plan:
+               persist: bool = True) -> bool:
+        """Verify and adopt; True if it differs from the plan held. Raises Refusal."""
         raw = plan_json.encode()
         if not verify(self._key, signature, plan_message(self.camera_id, raw)):
             raise Refusal("plan-bad-signature", "plan not signed by the pinned service key")
         try:
             plan = schedules.parse_plan(json.loads(raw))
         except (ValueError, schedules.PlanError) as exc:
-            raise Refusal("plan-invalid", str(exc)) from exc
-        self.plan, self.version = plan, version
-        if persist and self._path is not None:
+            raise Refusal("plan-invalid", str(exc)[:200]) from exc
+        if version is not None and not isinstance(version, int):
+            version = None
+        changed = self._raw != (plan_json, signature) or self.version != version
+        self.plan, self.version, self._raw = plan, version, (plan_json, signature)
+        if changed and persist and self._path is not None:
             tmp = self._path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"plan_json": plan_json, "signature": signature,
                                        "version": version}))
             os.replace(tmp, self._path)
-        return plan
+        return changed
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A look-in the gate allowed, and the instant (unix s) it must be stopped at."""
+
+    ticket: Ticket
+    stop_at: float
 
 
 class Gate:
@@ -82,27 +104,36 @@ class Gate:
         self.plans = plans
         self._clock = clock
         self._replay = ReplayCache()
-        self.active: Ticket | None = None
+        self._started = clock()
+        self.active: Admission | None = None
 
-    def admit(self, token: str) -> Ticket:
+    def admit(self, token: str) -> Admission:
         """Verify the ticket, then the plan; on success the look-in slot is taken."""
         now = self._clock()
-        if self.active is not None and self.active.not_after > now:
+        if self.active is not None and self.active.stop_at > now:
             raise Refusal("busy", "another look-in is in progress")
         try:
-            ticket = verify_ticket(token, self._key, self.camera_id, now, self._replay)
+            ticket = verify_ticket(token, self._key, self.camera_id, now, self._replay,
+                                   skew=SKEW)
         except ProtocolError as exc:
             raise Refusal(exc.reason, exc.detail) from exc
+        if ticket.not_before < self._started - SKEW:
+            # The replay cache lives in memory only (nothing about look-ins is written to
+            # disk); a ticket older than this process could have been used before it.
+            raise Refusal("issued-before-start", "ticket older than the agent process")
         plan = self.plans.plan
         if plan is None:
             raise Refusal("no-plan", "the agent holds no signed plan")
         decision = schedules.authorise(plan, datetime.fromtimestamp(now, UTC), ticket.follow_ups)
         if not decision.allowed:
-            raise Refusal(decision.reason.split(":")[0].strip() or "outside-window",
-                          decision.reason)
-        self.active = ticket
-        return ticket
+            raise Refusal(decision.code or "outside-window", decision.reason)
+        stop_at = min(ticket.not_after, ticket.not_before + plan.max_lookin_seconds)
+        if stop_at <= now:
+            raise Refusal("expired", "ticket longer than the plan's max_lookin_seconds")
+        admission = Admission(ticket, stop_at)
+        self.active = admission
+        return admission
 
-    def release(self, ticket: Ticket) -> None:
-        if self.active is ticket:
+    def release(self, admission: Admission) -> None:
+        if self.active is admission:
             self.active = None

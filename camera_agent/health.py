@@ -1,22 +1,32 @@
-"""What the agent tells the service in each heartbeat."""
+"""What the agent tells the service in each heartbeat.
+
+Only facts the service needs to plan the night (is the camera there, did the last look-in
+work, which plan and version does the device run, is it running out of memory); nothing
+about the picture.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from camera_agent import __version__
+from camera_agent.capture import describe_source
+
+_STARTED = time.monotonic()
 
 
 def camera_present(source: str) -> bool | None:
     """True/False for local devices and files; None where only opening would tell (RTSP)."""
-    if source.startswith("synthetic"):
+    kind = describe_source(source)
+    if kind == "synthetic":
         return True
-    if source.isdigit():
-        return Path(f"/dev/video{source}").exists()
-    if source.startswith(("rtsp://", "rtsps://")):
+    if kind == "rtsp":
         return None
+    if source.strip().isdigit():
+        return Path(f"/dev/video{source.strip()}").exists()
     return Path(source).exists()
 
 
@@ -25,16 +35,20 @@ def free_memory_mb() -> int | None:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) // 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
     return None
 
 
-def health(source: str, last_result: str | None) -> dict[str, Any]:
+def health(source: str, last_result: str | None, plan_version: int | None = None,
+           lookin_active: bool = False) -> dict[str, Any]:
     return {
         "camera_present": camera_present(source),
         "last_lookin": last_result,
         "version": __version__,
         "free_memory_mb": free_memory_mb(),
+        "plan_version": plan_version,
+        "lookin_active": lookin_active,
+        "uptime_seconds": round(time.monotonic() - _STARTED),
         "pid": os.getpid(),
     }

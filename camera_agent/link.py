@@ -1,8 +1,11 @@
 """The agent's outbound link to the service: authenticate, reconnect forever, never lose a report.
 
-The device dials out (no open port in the home). The service proves nothing here; the
-agent proves its identity by signing the service's challenge, and everything the service
-sends that could switch the camera on is verified independently by the gate.
+The device dials out (no open port in the home). Over wss the service proves itself with
+a certificate checked against the pinned CA (``ca_file``) only; the agent proves its
+identity by signing the service's challenge. Everything the service sends that could
+switch the camera on is verified independently by the gate, so the link is trusted with
+nothing but delivery. Messages are bounded (MAX_MESSAGE_BYTES: a bigger one closes the
+link) and a garbled one is logged and dropped.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import collections
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import CloseCode
 
 from camera_agent.config import AgentConfig
 from camera_agent.identity import Identity
@@ -41,11 +46,18 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: Reports (refusals, look-in ends) kept while offline; the oldest are dropped past this.
 OUTBOX_LIMIT = 500
+#: A link that stayed up this long resets the backoff; a flapping one keeps backing off.
+STABLE_SECONDS = 10.0
 
 
 def backoff_delay(attempt: int, cap: float, base: float = 0.5) -> float:
-    """Exponential backoff with full jitter, capped: spreads a fleet's reconnects."""
-    return random.uniform(0, min(cap, base * 2**attempt))
+    """Exponential backoff with jitter, capped: spreads a fleet's reconnects after a restart.
+
+    The delay is drawn from [ceiling/2, ceiling] with ceiling = min(cap, base * 2**attempt):
+    jittered, growing, and never above the cap.
+    """
+    ceiling = min(cap, base * 2 ** min(attempt, 30))
+    return random.uniform(ceiling / 2, ceiling)
 
 
 class Link:
@@ -59,6 +71,9 @@ class Link:
         self._outbox: collections.deque[str] = collections.deque(maxlen=OUTBOX_LIMIT)
         self.connected = asyncio.Event()
         self.on_connect: Callable[[], None] | None = None
+        #: called when the service refuses this camera (argument: revoked, not just unknown)
+        self.on_refused: Callable[[bool], None] | None = None
+        self.garbled = 0
         self.stopped = False
         self.refused_reason: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,45 +107,71 @@ class Link:
         return ssl.create_default_context(cafile=self.config.ca_file)
 
     async def run(self) -> None:
+        """Dial, authenticate, serve; on any failure wait (backoff with jitter) and dial again.
+
+        Nothing short of close() ends this loop: a restarted service, a cut network, a
+        refused authentication or a bug in one message's handling all lead back to a dial.
+        """
         attempt = 0
         while not self.stopped:
+            up_since: float | None = None
+            refused = False
             try:
                 async with connect(self.config.link_url, max_size=MAX_MESSAGE_BYTES,
                                    ssl=self._ssl(), open_timeout=10,
-                                   ping_interval=20, ping_timeout=20) as ws:
+                                   ping_interval=max(5.0, self.config.heartbeat_seconds),
+                                   ping_timeout=max(10.0, 2 * self.config.heartbeat_seconds),
+                                   close_timeout=2) as ws:
                     await self._authenticate(ws)
-                    attempt = 0
-                    self._ws = ws
-                    self.connected.set()
+                    up_since = time.monotonic()
                     log.info("link up to %s", self.config.link_url)
-                    while self._outbox:
+                    while self._outbox:  # what happened while offline, in order
                         await ws.send(self._outbox[0])
                         self._outbox.popleft()
+                    self._ws = ws
+                    self.connected.set()
                     if self.on_connect is not None:
                         self.on_connect()
                     async for raw in ws:
                         try:
                             msg = decode_message(raw, SERVICE_TYPES)
                         except ProtocolError as exc:
+                            self.garbled += 1
                             log.warning("garbled message from service ignored: %s", exc)
                             continue
                         self._spawn(self._handle(msg))
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 if code in (CLOSE_AUTH_FAILED, CLOSE_REVOKED):
-                    self.refused_reason = exc.rcvd.reason if exc.rcvd else "refused"
-                    log.error("service refused this camera: %s", self.refused_reason)
+                    refused = True
+                    self.refused_reason = (exc.rcvd.reason if exc.rcvd else "") or "refused"
+                    log.error("service refused this camera (%s): %s", code,
+                              self.refused_reason)
+                    if self.on_refused is not None:
+                        self.on_refused(code == CLOSE_REVOKED)
+                elif exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                    log.warning("link closed: the service sent a message over %d bytes",
+                                MAX_MESSAGE_BYTES)
                 else:
-                    log.info("link closed (%s)", code)
+                    log.info("link closed: %s", exc)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ProtocolError) as exc:
                 log.info("link down: %s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not end the link for good
+                log.exception("link failed")
             finally:
                 self._ws = None
                 self.connected.clear()
             if self.stopped:
                 break
-            delay = backoff_delay(attempt, self.config.backoff_cap_seconds)
+            if up_since is not None and time.monotonic() - up_since >= STABLE_SECONDS:
+                attempt = 0
+            # a refused camera waits the full cap: retrying faster cannot help
+            delay = (self.config.backoff_cap_seconds if refused
+                     else backoff_delay(attempt, self.config.backoff_cap_seconds))
             attempt += 1
+            log.debug("next dial in %.1f s", delay)
             await asyncio.sleep(delay)
 
     async def _handle(self, msg: dict[str, Any]) -> None:

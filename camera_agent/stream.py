@@ -1,107 +1,170 @@
 """One look-in on the device: an aiortc peer fed by the camera, with a hard stop.
 
-The stop at ticket expiry is a timer on the agent's own event loop, so it fires whether
-or not the link to the service is up. Stopping closes the peer and releases the camera.
+The stop at the admission's stop instant (ticket expiry, or the plan's max_lookin_seconds
+if shorter) is a timer on the agent's own event loop, so it fires whether or not the link
+to the service is up. Stopping releases the camera first and closes the peer after, so
+the camera never waits on the network. The offer is parsed before the camera opens: a
+malformed offer never switches it on. The only consumer of frames is this peer's track.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import av
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from camera_agent.capture import Capture, CaptureError
 from camera_agent.config import AgentConfig
-from camera_agent.protocol import Ticket
+from camera_agent.gate import Admission
 from camera_agent.track import CaptureTrack
 
 log = logging.getLogger("camera_agent.stream")
 
 Emit = Callable[[str, dict[str, Any]], None]
 
+#: Longest the peer may take to close after the camera has been released.
+PEER_CLOSE_SECONDS = 2.0
+
+
+class LookInEnded(Exception):
+    """The look-in was stopped (e.g. expired) before its answer was ready."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
+    """Only the servers configured or sent with the look-in; never aiortc's default
+    public STUN server (no look-in metadata to third parties unless the operator says so)."""
+    return RTCConfiguration(iceServers=[
+        RTCIceServer(urls=s["urls"], username=s.get("username"),
+                     credential=s.get("credential"))
+        for s in servers if isinstance(s, dict) and s.get("urls")])
+
 
 class LookIn:
-    def __init__(self, ticket: Ticket, config: AgentConfig, emit: Emit,
+    def __init__(self, admission: Admission, config: AgentConfig, emit: Emit, *,
+                 ice_servers: list[dict[str, Any]] | None = None,
+                 on_done: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.ticket = ticket
+        self.admission = admission
+        self.ticket = admission.ticket
         self.config = config
         self._emit = emit
+        self._on_done = on_done
         self._clock = clock
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self.done = asyncio.Event()
         self.end_reason: str | None = None
         self.started = clock()
-        self._pc = RTCPeerConnection()
+        servers = list(config.ice_servers) + list(ice_servers or [])
+        self._pc = RTCPeerConnection(ice_configuration(servers))
         self._capture = Capture(
             config.source, width=config.width, height=config.height, fps=config.fps,
             enhance=config.enhance, masks=config.masks,
-            on_open=self._threadsafe(self._camera_opened),
-            on_close=self._threadsafe(self._camera_released),
+            open_deadline_s=config.open_deadline_seconds,
+            on_open=self._on_loop(self._camera_opened),
+            on_close=self._on_loop(self._camera_released),
         )
         self._opening: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._stopping: asyncio.Task[None] | None = None
         self.camera_open = False
 
-    def _threadsafe(self, fn: Callable[[], None]) -> Callable[[], None]:
+    def _on_loop(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Run at once on the loop's thread (keeps message order); hop over from any other."""
         def call() -> None:
-            self._loop.call_soon_threadsafe(fn)
+            if threading.get_ident() == self._loop_thread:
+                fn()
+            else:
+                self._loop.call_soon_threadsafe(fn)
         return call
 
     def _camera_opened(self) -> None:
         self.camera_open = True
-        self._emit("camera", {"state": "opened", "session": self.ticket.session})
+        self._emit("camera", {"state": "opened", "session": self.ticket.session,
+                              "at": round(time.time(), 3)})
 
     def _camera_released(self) -> None:
         self.camera_open = False
-        self._emit("camera", {"state": "released", "session": self.ticket.session})
+        self._emit("camera", {"state": "released", "session": self.ticket.session,
+                              "at": round(time.time(), 3)})
 
     async def answer(self, offer_sdp: str) -> str:
-        """Open the camera in parallel with the SDP exchange; return the answer SDP."""
-        remaining = self.ticket.not_after - self._clock()
+        """Parse the offer, then open the camera in parallel with making the answer SDP."""
+        remaining = self.admission.stop_at - self._clock()
         self._timer = self._loop.call_later(max(0.0, remaining), self.stop_soon, "expired")
+        # The sending transceiver exists before the offer is applied, so the codec
+        # preference (configured codec first, the other as fallback) shapes the answer.
+        transceiver = self._pc.addTransceiver("video", direction="sendonly")
+        transceiver.setCodecPreferences(self._codec_preferences())
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        if transceiver.mid is None or any(
+                t is not transceiver and t.kind == "video" for t in self._pc.getTransceivers()):
+            raise ValueError("the offer must have exactly one video section")
+        if self.end_reason is not None:
+            raise LookInEnded(self.end_reason)
 
         @self._pc.on("connectionstatechange")
         async def _state() -> None:
             if self._pc.connectionState in ("failed", "closed"):
                 self.stop_soon("peer-" + self._pc.connectionState)
 
-        # A malformed offer fails here, before the camera is touched; the camera then opens
-        # while the answer is made and travels, so opening costs the viewer little time.
-        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        self._opening = asyncio.create_task(self._open_capture())
+        self._opening = asyncio.create_task(self._capture.open())
+        self._opening.add_done_callback(self._open_finished)
         track = _OpeningTrack(self._capture, self._opening, self._on_track_error)
-        self._pc.addTrack(track)
-        self._prefer_codec()
+        transceiver.sender.replaceTrack(track)
         answer = await self._pc.createAnswer()
         await self._pc.setLocalDescription(answer)
-        return self._pc.localDescription.sdp
+        if self.end_reason is not None:
+            raise LookInEnded(self.end_reason)
+        return str(self._pc.localDescription.sdp)
 
-    def _prefer_codec(self) -> None:
-        wanted = "video/" + ("H264" if self.config.codec.lower() == "h264" else "VP8")
+    def _open_finished(self, task: asyncio.Task[None]) -> None:
+        """A source that fails to open or gives no first frame in time ends the look-in now,
+        not when the viewer's peer first asks for a frame."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        reason = error.reason if isinstance(error, CaptureError) else "open-failed"
+        log.warning("camera failed for look-in %s: %s", self.ticket.session, error)
+        self.stop_soon(f"technical-failure:{reason}")
+
+    def _codec_preferences(self) -> list[RTCRtpCodecCapability]:
+        order = ["video/H264", "video/VP8"] if self.config.codec == "h264" else [
+            "video/VP8", "video/H264"]
         caps = RTCRtpSender.getCapabilities("video").codecs
-        preferred = [c for c in caps if c.mimeType == wanted]
-        for transceiver in self._pc.getTransceivers():
-            if transceiver.kind == "video" and preferred:
-                transceiver.setCodecPreferences(preferred)
-
-    async def _open_capture(self) -> None:
-        await self._capture.open()
+        return ([c for mime in order for c in caps if c.mimeType == mime]
+                + [c for c in caps if c.mimeType == "video/rtx"])
 
     def _on_track_error(self, error: CaptureError) -> None:
         self.stop_soon(f"technical-failure:{error.reason}")
 
     def stop_soon(self, reason: str) -> None:
-        if self._stopping is None:
+        if self._stopping is None and self.end_reason is None:
             self._stopping = asyncio.ensure_future(self.stop(reason))
 
     async def stop(self, reason: str) -> None:
+        """Release the camera, then close the peer; idempotent (later callers just wait)."""
         if self.end_reason is not None:
             await self.done.wait()
             return
@@ -109,17 +172,21 @@ class LookIn:
         if self._timer is not None:
             self._timer.cancel()
         try:
-            await asyncio.wait_for(self._pc.close(), 2.0)
-        except (TimeoutError, Exception):  # a peer that will not close must not keep the camera
-            log.exception("peer close failed")
-        if self._opening is not None and not self._opening.done():
-            self._opening.cancel()
-            try:
-                await self._opening
-            except (asyncio.CancelledError, CaptureError):
-                pass
-        await self._capture.close()
+            if self._opening is not None and not self._opening.done():
+                self._opening.cancel()
+                with contextlib.suppress(asyncio.CancelledError, CaptureError):
+                    await self._opening
+            await self._capture.close()
+        except Exception:
+            log.exception("releasing the camera failed")
+        try:
+            await asyncio.wait_for(self._pc.close(), PEER_CLOSE_SECONDS)
+        except Exception:  # a peer that will not close is dropped; the camera is already off
+            log.warning("peer close failed or timed out", exc_info=True)
         self.done.set()
+        if self._on_done is not None:
+            self._on_done()
+        log.info("look-in %s ended: %s", self.ticket.session, reason)
         self._emit("lookin_ended", {
             "session": self.ticket.session,
             "reason": reason,
@@ -138,12 +205,17 @@ class _OpeningTrack(CaptureTrack):
 
     async def recv(self) -> av.VideoFrame:
         try:
-            await self._opening_task
+            await asyncio.shield(self._opening_task)
         except CaptureError as exc:
             self.error = exc
             self._on_error(exc)
             self.stop()
             raise MediaStreamError(str(exc)) from exc
+        except asyncio.CancelledError:
+            if self._opening_task.cancelled():  # the look-in stopped while opening
+                self.stop()
+                raise MediaStreamError("look-in stopped") from None
+            raise
         try:
             return await super().recv()
         except MediaStreamError:

@@ -91,7 +91,7 @@ class SyntheticScene:
         glow = np.zeros((h, w), np.float32)
         cv2.rectangle(glow, self._p(0.05, 0.08), self._p(0.22, 0.38), 1.0, -1)
         k = max(3, (w // 12) | 1)
-        glow = cv2.GaussianBlur(glow, (k, k), 0)
+        glow = np.asarray(cv2.GaussianBlur(glow, (k, k), 0), np.float32)
         moon = np.array([26, 20, 14], np.float32)  # bluish
         img = np.clip(img.astype(np.float32) + glow[:, :, None] * moon, 0, 255).astype(np.uint8)
         cv2.rectangle(img, self._p(0.06, 0.09), self._p(0.21, 0.37), (78, 66, 56), -1)
@@ -102,7 +102,7 @@ class SyntheticScene:
         patch = self._poly([(0.08, 0.80), (0.30, 0.78), (0.36, 0.98), (0.10, 1.0)])
         overlay = img.copy()
         cv2.fillPoly(overlay, [patch], (46, 40, 36), cv2.LINE_AA)
-        img = cv2.addWeighted(overlay, 0.5, img, 0.5, 0)
+        img = np.asarray(cv2.addWeighted(overlay, 0.5, img, 0.5, 0), np.uint8)
         # wall clock face (the second hand is drawn per frame)
         cx, cy = self._p(0.31, 0.17)
         r = max(4, int(0.035 * w))
@@ -140,7 +140,8 @@ class SyntheticScene:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         d = ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5
         vignette = (1.0 - 0.45 * d)[:, :, None]
-        return np.clip(img.astype(np.float32) * vignette, 0, 255).astype(np.uint8)
+        room: np.ndarray = np.clip(img.astype(np.float32) * vignette, 0, 255).astype(np.uint8)
+        return room
 
     def _make_noise(self, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
         h, w = self.height + _NOISE_MARGIN, self.width + _NOISE_MARGIN
