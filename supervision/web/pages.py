@@ -9,14 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from supervision import audit
 from supervision.api.deps import Who, runtime, translator, who
 from supervision.auth import COOKIE, authenticate, csrf_ok, end_session, start_session
 from supervision.i18n import LOCALES, Translator
-from supervision.models import Camera, Recipient
-from supervision.planning import current_plan
 from supervision.runtime import Runtime
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -75,7 +72,7 @@ async def login(request: Request, username: str = Form(max_length=64),
     if not csrf_ok(request.cookies.get("nt_login_csrf", ""), csrf):
         return render(request, "login.html", t, None, status=403, error="error.csrf",
                       login_csrf=request.cookies.get("nt_login_csrf", ""))
-    if not rt.logins.allow(f"user:{username.lower()}", f"addr:{client}"):
+    if not rt.logins.allow(username, client):
         return render(request, "login.html", t, None, status=429, error="error.rate_limited",
                       login_csrf=csrf)
     async with rt.write() as db:
@@ -125,22 +122,3 @@ async def rounds_page(request: Request, current: Who | None = Depends(who)) -> R
 async def patrol_page(request: Request, current: Who | None = Depends(who)) -> Response:
     return _page_guard(request, current) or render(
         request, "patrol.html", translator(request, current.user if current else None), current)
-
-
-@router.get("/manage")
-async def manage_page(request: Request, rt: Runtime = Depends(runtime),
-                      current: Who | None = Depends(who)) -> Response:
-    guard = _page_guard(request, current)
-    if guard is not None:
-        return guard
-    rows = []
-    async with rt.read() as db:
-        for r in (await db.execute(select(Recipient).order_by(Recipient.name))).scalars():
-            cam = (await db.execute(select(Camera.id).where(Camera.recipient_id == r.id,
-                                                            Camera.revoked.is_(False)))).scalar()
-            found = await current_plan(db, r.id)
-            times = ", ".join(c.at.strftime("%H:%M") for c in found[1].check_times) if found else ""
-            rows.append({"name": r.name, "address": r.address, "camera": cam, "times": times})
-    assert current is not None
-    return render(request, "manage.html", translator(request, current.user), current,
-                  recipients=rows)

@@ -17,8 +17,10 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[object]:
+    """Per test: sync Playwright runs an event loop of its own while open, which must not
+    outlive the test (async tests after it need the thread's loop free)."""
     need(os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
