@@ -16,24 +16,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
-import websockets  # noqa: E402
+import httpx
+import websockets
 
-import schedules  # noqa: E402
-from supervision.db import make_engine, make_sessionmaker  # noqa: E402
-from supervision.demo import demo_plan  # noqa: E402
-from supervision.models import Plan, Recipient  # noqa: E402
-from tests.harness import Service, make_service  # noqa: E402
-from tests.people import Person  # noqa: E402
+import schedules
+from supervision.db import make_engine, make_sessionmaker
+from supervision.demo import demo_plan
+from supervision.models import Plan, Recipient
+from tests.harness import Service, make_service
+from tests.people import Person
+
+T = TypeVar("T")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -125,7 +130,7 @@ async def run(svc: Service, n_clients: int, n_alerts: int, concurrency: int,
                 if reply.status_code != 200:
                     raise SystemExit(f"outcome {check_id}: {reply.status_code} {reply.text}")
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _cpu_seconds(svc)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         took = time.perf_counter() - started
         print(f"{len(targets)} outcomes recorded in {took:.2f} s", flush=True)
@@ -136,6 +141,9 @@ async def run(svc: Service, n_clients: int, n_alerts: int, concurrency: int,
                 _seen(c, sent) >= len(sent) for c in clients):
             break
         await asyncio.sleep(0.5)
+    cpu = _cpu_seconds(svc) - cpu_before
+    print(f"service CPU {cpu * 1000 / len(sent):.1f} ms per alert (until all were received, "
+          f"sweeps included)", flush=True)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -154,6 +162,13 @@ async def run(svc: Service, n_clients: int, n_alerts: int, concurrency: int,
     return latencies, lost
 
 
+def _cpu_seconds(svc: Service) -> float:
+    """User + system CPU of the service process so far (Linux /proc)."""
+    assert svc.proc is not None
+    fields = Path(f"/proc/{svc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _seen(client: Client, sent: dict[int, float]) -> int:
     checks = set()
     for _, text in client.got:
@@ -161,6 +176,15 @@ def _seen(client: Client, sent: dict[int, float]) -> int:
         if msg.get("type") == "alert":
             checks.add(msg["alert"]["check"])
     return len(checks & sent.keys())
+
+
+def _run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """uvloop when there is one (as the service uses): less client overhead in the figures."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def main() -> None:
@@ -179,8 +203,8 @@ def main() -> None:
         asyncio.run(seed_recipients(svc.env["SUPERVISION_DATABASE_URL"], args.alerts))
         svc.start()
         try:
-            latencies, lost = asyncio.run(run(svc, args.clients, args.alerts,
-                                              args.concurrency, args.deadline))
+            latencies, lost = _run_loop(run(svc, args.clients, args.alerts, args.concurrency,
+                                            args.deadline))
         finally:
             svc.stop()
     if latencies:

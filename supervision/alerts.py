@@ -13,7 +13,7 @@ from fastapi import WebSocket
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from supervision import audit
+from supervision import audit, webhook
 from supervision.checks import AlertEffect
 from supervision.models import Alert, Check, Recipient
 
@@ -35,6 +35,7 @@ async def raise_alert(db: AsyncSession, check: Check, effect: AlertEffect, actor
     await audit.append(db, actor, "alert.raised", f"alert:{alert.id}",
                        {"check": check.id, "recipient": check.recipient_id,
                         "reason": effect.reason, "priority": effect.priority})
+    await webhook.enqueue(db, alert, "alert.raised")
     return alert
 
 
@@ -61,29 +62,87 @@ async def active_alerts(db: AsyncSession) -> list[dict[str, Any]]:
     return [alert_json(a, r, with_access=True) for a, r in rows]
 
 
+class _Outbox:
+    """One patrol client's queue and the task that writes it out. Sends on a healthy socket
+    complete without suspending, so a broadcast is one enqueue per client, not one task and
+    one timer per client; a slow client holds up only its own queue."""
+
+    __slots__ = ("first", "queue", "task", "ws")
+
+    def __init__(self, ws: WebSocket, limit: int) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
+        self.task: asyncio.Task[None] | None = None
+        self.first: str | None = None  # the snapshot, sent before anything queued
+
+    async def run(self, fanout: PatrolFanout) -> None:
+        try:
+            if self.first is not None:
+                await self.ws.send_text(self.first)
+            while True:
+                text = await self.queue.get()
+                await self.ws.send_text(text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # gone; its socket handler ends too
+            fanout.remove(self.ws)
+
+
 class PatrolFanout:
     """Connected patrol clients on this node. Delivery is at least once: a client gets every
-    active alert on connect, each new one at once, and unacknowledged ones again and again."""
+    active alert on connect, each new one at once, and unacknowledged ones again and again.
 
-    def __init__(self) -> None:
-        self.clients: set[WebSocket] = set()
+    A client too slow to take what is sent is dropped and closed, never silently skipped: its
+    app reconnects and gets the snapshot of active alerts again."""
+
+    def __init__(self, queue_limit: int = 1000) -> None:
+        self._outboxes: dict[WebSocket, _Outbox] = {}
+        self._limit = queue_limit
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def clients(self) -> set[WebSocket]:
+        return set(self._outboxes)
+
+    def reserve(self, ws: WebSocket) -> None:
+        """Register before reading the snapshot: an alert committed meanwhile is queued,
+        not lost between the read and the registration."""
+        self._outboxes[ws] = _Outbox(ws, self._limit)
 
     async def add(self, ws: WebSocket, alerts: list[dict[str, Any]]) -> None:
-        self.clients.add(ws)
-        await self._send(ws, {"type": "snapshot", "alerts": alerts})
+        outbox = self._outboxes.get(ws)
+        if outbox is None:
+            outbox = self._outboxes[ws] = _Outbox(ws, self._limit)
+        outbox.first = json.dumps({"type": "snapshot", "alerts": alerts})
+        outbox.task = asyncio.create_task(outbox.run(self), name="patrol-outbox")
 
     def remove(self, ws: WebSocket) -> None:
-        self.clients.discard(ws)
+        outbox = self._outboxes.pop(ws, None)
+        if outbox is not None and outbox.task is not None \
+                and outbox.task is not asyncio.current_task():
+            outbox.task.cancel()
 
     async def broadcast(self, message: dict[str, Any]) -> int:
-        clients = list(self.clients)
-        results = await asyncio.gather(*(self._send(ws, message) for ws in clients))
-        return sum(results)
+        """Serialised once, queued for every client; returns how many clients it was queued for."""
+        text = json.dumps(message)
+        queued = 0
+        for ws, outbox in list(self._outboxes.items()):
+            try:
+                outbox.queue.put_nowait(text)
+                queued += 1
+            except asyncio.QueueFull:
+                log.warning("patrol client too slow: %d messages waiting; closing it",
+                            outbox.queue.qsize())
+                self.remove(ws)
+                task = asyncio.create_task(self._close(ws))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        return queued
 
-    async def _send(self, ws: WebSocket, message: dict[str, Any]) -> bool:
+    @staticmethod
+    async def _close(ws: WebSocket) -> None:
         try:
-            await asyncio.wait_for(ws.send_text(json.dumps(message)), 5)
-            return True
-        except Exception:  # a dead client must not block the others
-            self.clients.discard(ws)
-            return False
+            async with asyncio.timeout(5):
+                await ws.close(code=1013, reason="too slow")
+        except Exception:  # uvicorn's keepalive ends a socket that cannot even take a close
+            pass

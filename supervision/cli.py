@@ -29,7 +29,9 @@ def _serve(settings: Settings) -> None:
     from supervision.app import create_app
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level="info", ws_max_size=settings.ws_max_message_bytes * 2,
-                access_log=False)
+                # alerts are small; compressing each one once per patrol socket cost more
+                # CPU than anything else in the fan-out (bench/alert_latency.py)
+                access_log=False, ws_per_message_deflate=False)
 
 
 async def _with_db(settings: Settings, fn):  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     lookin_answer_timeout: float = 8.0
     # dispatch
     escalate_after_minutes: float = 3.0
+    # optional webhook to an external alarm receiver (None = off); see supervision/webhook.py
+    webhook_url: str | None = None
+    webhook_secret: SecretStr = SecretStr("")  # HMAC-SHA256 key; required with webhook_url
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_base_seconds: float = 2.0  # retry n waits base * 2^(n-1), jittered
+    webhook_backoff_cap_seconds: float = 300.0
+    webhook_poll_seconds: float = 2.0
     # abuse limits
     login_attempts_per_minute: int = 10
     ws_max_message_bytes: int = 64 * 1024
@@ -49,6 +57,13 @@ class Settings(BaseSettings):
     def missed_action_for(self, unit: str) -> str:
         action = self.missed_action_by_unit.get(unit, self.missed_action)
         return action if action in ("dispatch", "alert") else "dispatch"
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret.get_secret_value():
+            raise ValueError("webhook_url is set but webhook_secret is empty: "
+                             "an alarm receiver must be able to verify what it gets")
+        return self
 
     @property
     def key_file(self) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from supervision import audit
+from supervision import audit, webhook
 from supervision.alerts import NEXT_STATE, alert_json
 from supervision.errors import ServiceError
 from supervision.models import Alert, Recipient, User
@@ -33,6 +33,7 @@ async def alert_state(rt: Runtime, user: User, alert_id: int, state: str,
                            {"note": note} if note else {})
         recipient = await db.get(Recipient, alert.recipient_id)
         assert recipient is not None
+        await webhook.enqueue(db, alert, f"alert.{state}", recipient)
         data = alert_json(alert, recipient, with_access=True)
     await rt.patrol.broadcast({"type": "alert", "alert": data})
     return data

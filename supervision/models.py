@@ -108,7 +108,8 @@ class Check(Base):
     closes_at: Mapped[datetime]
     state: Mapped[str] = mapped_column(String(16), index=True)
     follow_ups: Mapped[int] = mapped_column(Integer, default=0)  # how many came before this one
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("checks.id"), nullable=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("checks.id"), nullable=True,
+                                                  index=True)
     reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -160,3 +161,23 @@ class AuditEvent(Base):
     data: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class WebhookDelivery(Base):
+    """Outbox for the external alarm receiver: written in the transaction that changed the
+    alert, so a crash can lose no event; sent at least once by supervision.webhook."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    event: Mapped[str] = mapped_column(String(32))  # alert.raised, alert.escalated, ...
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # None once delivered or given up: the sender's work list is "next_attempt_at <= now"
+    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # every attempt: {"at", "status", "error", "next"}, so admins see the backoff afterwards
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

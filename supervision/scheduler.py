@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from supervision import planning
+from supervision import planning, webhook
+from supervision.api import manage
 from supervision.runtime import Runtime
 from supervision.sweep import redeliver, sweep
 
@@ -26,12 +27,18 @@ class NightScheduler:
             made = await planning.plan_all(db)
         if made:
             log.info("planned %d checks", made)
+        # a plan version whose first night has begun goes to its camera now, not at the
+        # camera's next reconnect (else that night's look-ins would be refused)
+        await manage.push_switched(self.rt)
 
     async def sweep(self) -> None:
         await sweep(self.rt, started_at=self.started_at)
 
     async def redeliver(self) -> None:
         await redeliver(self.rt)
+
+    async def deliver_webhooks(self) -> None:
+        await webhook.deliver_due(self.rt)
 
     async def start(self) -> None:
         await self.plan()
@@ -42,6 +49,9 @@ class NightScheduler:
                                id="plan", **opts)
         self.scheduler.add_job(self.sweep, "interval", seconds=s.sweep_seconds, id="sweep", **opts)
         self.scheduler.add_job(self.redeliver, "interval", seconds=10, id="redeliver", **opts)
+        if s.webhook_url:
+            self.scheduler.add_job(self.deliver_webhooks, "interval",
+                                   seconds=s.webhook_poll_seconds, id="webhook", **opts)
         self.scheduler.start()
 
     def stop(self) -> None:

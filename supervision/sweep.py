@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from supervision import audit, checks
+from supervision import audit, checks, webhook
 from supervision.alerts import alert_json, raise_alert
 from supervision.checks import State
 from supervision.models import Alert, Camera, Check, Recipient, Visit
@@ -63,6 +63,7 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
         for alert, recipient in rows:
             alert.escalated_at = now
             await audit.append(db, "sweep", "alert.escalated", f"alert:{alert.id}", {})
+            await webhook.enqueue(db, alert, "alert.escalated", recipient)
             pushed.append(alert_json(alert, recipient, with_access=True) | {"escalation": True})
     for data in pushed:
         await rt.patrol.broadcast({"type": "alert", "alert": data})
