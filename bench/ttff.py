@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import sync_playwright
 
-from tests.browser.conftest import FLAGS, login  # noqa: E402
-from tests.harness import start_world  # noqa: E402
-from tests.people import Person  # noqa: E402
+from tests.browser.conftest import FLAGS, login
+from tests.harness import start_world
+from tests.people import Person
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -10,10 +10,11 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 
-from supervision import lookins
+from supervision import lookins, webhook
 from supervision.alerts import PatrolFanout
-from supervision.api import agents, patrol, staff
+from supervision.api import admin, agents, manage, patrol, staff
 from supervision.api import audit as audit_api
 from supervision.auth import RateLimiter
 from supervision.config import Settings, get_settings
@@ -24,7 +25,7 @@ from supervision.runtime import Runtime
 from supervision.scheduler import NightScheduler
 from supervision.signaling import AgentLinks
 from supervision.tickets import ServerKey
-from supervision.web import audit_pages, pages
+from supervision.web import audit_pages, manage_pages, pages
 
 log = logging.getLogger("supervision")
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         rt.links.on_report = report
         app.state.runtime = rt
+        webhook.attach(rt)  # alert changes also write outbox rows, when a receiver is set
         night = NightScheduler(rt)
         app.state.night = night
         await night.start()
@@ -63,17 +65,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         t = Translator(pick_locale(request.cookies.get("nt_lang"),
                                    request.headers.get("accept-language"),
                                    settings.default_locale))
+        shown = dict(exc.details)
+        reason = str(shown.get("reason", ""))
+        for family in ("agents.reason.", "agents.end."):  # a camera's reason, in words
+            if family + reason in t.keys():
+                shown["reason"] = t(family + reason)
+                break
         return JSONResponse(status_code=exc.status, content={"detail": {
-            "code": exc.code, "message": t(exc.code, **exc.details), **exc.details}})
+            "code": exc.code, "message": t(exc.code, **shown), **exc.details}})
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> JSONResponse:
+        """Input the database cannot store (e.g. NUL in text on PostgreSQL): nothing was
+        saved, the transaction rolled back; say so instead of a 500."""
+        return await service_error(request, ServiceError(422, "error.bad_input"))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     app.include_router(pages.router)
+    app.include_router(manage_pages.router)
     app.include_router(staff.router)
     app.include_router(patrol.router)
     app.include_router(agents.router)
+    app.include_router(admin.router)
+    app.include_router(manage.router)
     app.include_router(audit_api.router)
     app.include_router(audit_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),

@@ -42,6 +42,9 @@ class Translator:
         text = self._strings.get(key) or catalog("en").get(key) or key
         return text.format(**values) if values else text
 
+    def keys(self) -> set[str]:
+        return set(self._strings)
+
     def subset(self, prefix: str) -> dict[str, str]:
         """The strings a page's JavaScript needs, handed over in the page."""
         return {k: v for k, v in self._strings.items() if k.startswith(prefix)}

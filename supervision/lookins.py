@@ -101,13 +101,18 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
                    seconds=seconds)
 
 
-async def end(rt: Runtime, user: User, session: str) -> None:
+async def own_visit(rt: Runtime, user: User, session: str) -> Visit:
+    """A look-in of this viewer's; anyone else's is 'not found', not 'forbidden'."""
     async with rt.read() as db:
-        visit = await db.get(Visit, session)
-        if visit is None or (visit.viewer_id != user.id and user.role != "admin"):
-            raise LookinError(404, "error.no_visit")
-        camera_id = visit.camera_id
-    await rt.links.send(camera_id, "end", session=session)
+        visit = await db.get(Visit, session[:64])
+    if visit is None or visit.viewer_id != user.id:
+        raise LookinError(404, "error.no_visit")
+    return visit
+
+
+async def end(rt: Runtime, user: User, session: str) -> None:
+    visit = await own_visit(rt, user, session)
+    await rt.links.send(visit.camera_id, "end", session=session)
 
 
 async def record_outcome(rt: Runtime, user: User, check_id: int, outcome: Outcome,
@@ -182,12 +187,12 @@ async def on_agent_report(rt: Runtime, camera_id: str, msg: dict[str, Any]) -> N
             camera.health = msg["health"]
         elif kind == "refused":
             await audit.append(db, f"camera:{camera_id}", "lookin.refused",
-                               f"visit:{msg.get('session') or '-'}",
+                               f"visit:{str(msg.get('session') or '-')[:48]}",
                                {"reason": str(msg.get("reason"))[:64],
                                 "detail": str(msg.get("detail", ""))[:256]})
-        elif kind == "camera":
-            await audit.append(db, f"camera:{camera_id}", f"camera.{msg.get('state')}",
-                               f"visit:{msg.get('session')}", {})
+        elif kind == "camera" and msg.get("state") in ("opened", "released"):
+            await audit.append(db, f"camera:{camera_id}", f"camera.{msg['state']}",
+                               f"visit:{str(msg.get('session'))[:48]}", {})
         elif kind == "lookin_ended":
             visit = await db.get(Visit, str(msg.get("session")))
             if visit is not None and visit.camera_id == camera_id and visit.end_reason is None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 
 from supervision.auth import COOKIE, csrf_ok, load_session
 from supervision.i18n import Translator, pick_locale
 from supervision.models import User, WebSession
 from supervision.runtime import Runtime
+
+#: row ids are INTEGER primary keys (32 bits on PostgreSQL); a larger number names nothing,
+#: and would fail in the database driver rather than be "not found"
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def runtime(request: Request) -> Runtime:

@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from supervision import lookins
-from supervision.api.deps import Who, require, runtime
+from supervision.api.deps import RowId, Who, require, runtime
 from supervision.checks import ENDED, Outcome
+from supervision.errors import error_responses
 from supervision.models import Alert, Camera, Check, Recipient
 from supervision.runtime import Runtime
 
@@ -60,7 +61,7 @@ class Rounds(BaseModel):
     escalations: int
 
 
-@router.get("/rounds", response_model=Rounds)
+@router.get("/rounds", response_model=Rounds, responses=error_responses(401, 403))
 async def rounds(rt: Runtime = Depends(runtime), _: Who = Depends(board_roles)) -> Rounds:
     """Open and overdue checks, those due in the next hours, and the last hour's results."""
     now = datetime.now(UTC)
@@ -87,22 +88,41 @@ async def rounds(rt: Runtime = Depends(runtime), _: Who = Depends(board_roles)) 
     return Rounds(now=now, checks=out, escalations=escalations)
 
 
-@router.post("/checks/{check_id}/lookin", response_model=LookinStarted)
-async def start_lookin(check_id: int, body: LookinRequest, rt: Runtime = Depends(runtime),
+@router.post("/checks/{check_id}/lookin", response_model=LookinStarted,
+             responses=error_responses(400, 401, 403, 404, 409, 503, 504))
+async def start_lookin(check_id: RowId, body: LookinRequest, rt: Runtime = Depends(runtime),
                        current: Who = Depends(staff)) -> LookinStarted:
     """Ask for a look-in: the service checks, signs a ticket, relays the offer to the agent."""
     started = await lookins.start(rt, current.user, check_id, body.offer)
     return LookinStarted(**started.__dict__, ice_servers=rt.settings.ice_servers)
 
 
-@router.post("/lookins/{session}/end", status_code=204)
+@router.post("/lookins/{session}/end", status_code=204,
+             responses=error_responses(401, 403, 404))
 async def end_lookin(session: str, rt: Runtime = Depends(runtime),
                      current: Who = Depends(staff)) -> None:
     await lookins.end(rt, current.user, session)
 
 
-@router.post("/checks/{check_id}/outcome")
-async def record_outcome(check_id: int, body: OutcomeRequest, rt: Runtime = Depends(runtime),
+class LookinStatus(BaseModel):
+    session: str
+    ended_at: datetime | None
+    end_reason: str | None = Field(description="expired, ended, technical-failure:<why>, ...")
+    seconds: float | None
+
+
+@router.get("/lookins/{session}", response_model=LookinStatus,
+            responses=error_responses(401, 403, 404))
+async def lookin_status(session: str, rt: Runtime = Depends(runtime),
+                        current: Who = Depends(staff)) -> LookinStatus:
+    """How one's own look-in ended, as the camera reported it (e.g. a camera that failed)."""
+    visit = await lookins.own_visit(rt, current.user, session)
+    return LookinStatus(session=visit.id, ended_at=visit.ended_at, end_reason=visit.end_reason,
+                        seconds=visit.seconds)
+
+
+@router.post("/checks/{check_id}/outcome", responses=error_responses(400, 401, 403, 404, 409))
+async def record_outcome(check_id: RowId, body: OutcomeRequest, rt: Runtime = Depends(runtime),
                          current: Who = Depends(staff)) -> dict[str, Any]:
     check, alert = await lookins.record_outcome(rt, current.user, check_id,
                                                 Outcome(body.outcome), body.session)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 from aiortc import RTCPeerConnection
 
@@ -85,4 +86,13 @@ def test_second_viewer_is_told_who_is_looking(service: Service) -> None:
     detail = second.json()["detail"]
     assert detail["code"] == "error.being_viewed" and detail["viewer"] == "Nora Natt"
     assert "Nora Natt" in detail["message"]
-    assert nora.post(f"/api/lookins/{first.json()['session']}/end").status_code == 204
+    session = first.json()["session"]
+    assert nora.post(f"/api/lookins/{session}/end").status_code == 204
+    assert kalle.get(f"/api/lookins/{session}").status_code == 404, "not Kalle's look-in"
+    status: dict[str, object] = {}
+    for _ in range(50):  # the agent reports the end; the service records it
+        status = nora.get(f"/api/lookins/{session}").json()
+        if status["end_reason"]:
+            break
+        time.sleep(0.1)
+    assert status["end_reason"] == "ended" and status["ended_at"]

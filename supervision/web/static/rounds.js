@@ -93,7 +93,11 @@ async function open(check) {
   setOutcomes(true);
   const lookin = new LookIn(check.id, video, {
     onFirstFrame: (ms) => { panelStatus.textContent = ''; panel.dataset.ttff = String(Math.round(ms)); },
-    onEnd: () => { panelStatus.textContent = t('lookin.ended'); countdown.textContent = ''; },
+    onEnd: (reason) => {
+      countdown.textContent = '';
+      panelStatus.textContent = t('lookin.ended');
+      if (!['ended', 'expired', 'error'].includes(reason)) explainEnd(lookin);
+    },
   });
   current = { check, lookin };
   try {
@@ -102,6 +106,22 @@ async function open(check) {
   } catch (error) {
     lookin.finish('error');
     panelStatus.textContent = error instanceof Error && error.message.startsWith('error.') ? t(error.message) : explain(error);
+  }
+}
+
+/** The picture stopped early: ask how the camera saw it end (e.g. the camera failed). */
+async function explainEnd(lookin) {
+  if (!lookin.session) return;
+  for (let i = 0; i < 10; i++) {
+    try {
+      const visit = await api(`/api/lookins/${lookin.session}`);
+      if (visit.end_reason) {
+        const key = 'agents.end.' + visit.end_reason;
+        panelStatus.textContent = `${t('lookin.ended_early')} ${t(key) === key ? visit.end_reason : t(key)}`;
+        return;
+      }
+    } catch (error) { return; }
+    await new Promise((resolve) => setTimeout(resolve, 300));
   }
 }
 
