@@ -28,6 +28,9 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ttff.py
+	$(BIN)/python bench/plan_night.py
+	$(BIN)/python bench/agent_cost.py
+	$(BIN)/python bench/alert_latency.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -25,7 +25,7 @@ from supervision.runtime import Runtime
 from supervision.scheduler import NightScheduler
 from supervision.signaling import AgentLinks
 from supervision.tickets import ServerKey
-from supervision.web import audit_pages, manage_pages, pages
+from supervision.web import admin_pages, audit_pages, manage_pages, pages
 
 log = logging.getLogger("supervision")
 
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(manage.router)
     app.include_router(audit_api.router)
     app.include_router(audit_pages.router)
+    app.include_router(admin_pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
               name="static")
     return app

@@ -191,8 +191,10 @@ async def on_agent_report(rt: Runtime, camera_id: str, msg: dict[str, Any]) -> N
                                {"reason": str(msg.get("reason"))[:64],
                                 "detail": str(msg.get("detail", ""))[:256]})
         elif kind == "camera" and msg.get("state") in ("opened", "released"):
+            # the agent's own clock too: when the device says it opened or let go
+            agent_at = msg.get("at") if isinstance(msg.get("at"), int | float) else None
             await audit.append(db, f"camera:{camera_id}", f"camera.{msg['state']}",
-                               f"visit:{str(msg.get('session'))[:48]}", {})
+                               f"visit:{str(msg.get('session'))[:48]}", {"agent_at": agent_at})
         elif kind == "lookin_ended":
             visit = await db.get(Visit, str(msg.get("session")))
             if visit is not None and visit.camera_id == camera_id and visit.end_reason is None:

@@ -76,6 +76,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/manage/recipients/{rid}"): only("manager", "admin"),
     ("GET", "/audit/recipients/{recipient_id}"): only("manager", "admin"),
     ("GET", "/admin/webhook"): only("admin"),
+    ("GET", "/admin/cameras"): only("admin"),
     # night staff: the board (admins may watch it); looking in is for night staff only
     ("GET", "/api/rounds"): only("staff", "admin"),
     ("POST", "/api/checks/{check_id}/lookin"): only("staff"),
