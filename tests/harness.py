@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def eventually(fetch: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    """Poll until fetch() returns something truthy; that value, or TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = fetch()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")
 
 
 def wait_http(url: str, timeout: float = 30.0,

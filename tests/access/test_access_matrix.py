@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ import pytest
 import websockets
 
 from tests.access.routes import application_routes, guard_roles
-from tests.harness import Service, make_service
+from tests.harness import Service, eventually, make_service
 from tests.people import Person
 
 ANON = "anonymous"
@@ -165,13 +164,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def wait_for(fetch: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = fetch()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise TimeoutError("the demo night has no open check")
+    return eventually(fetch, timeout, "an open check in the demo night")
 
 
 def fill(path: str, values: dict[str, str]) -> str:

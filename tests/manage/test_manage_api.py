@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import schedules
-from tests.harness import Service, start_world
+from tests.harness import Service, eventually, start_world
 from tests.people import Person
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -48,13 +47,7 @@ def local_hhmm(instant: datetime) -> str:
 
 
 def wait(fetch: Any, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = fetch()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise TimeoutError("never happened")
+    return eventually(fetch, timeout)
 
 
 def audit_rows(svc: Service, kind: str) -> list[tuple[str, str, dict[str, Any]]]:
