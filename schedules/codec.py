@@ -47,38 +47,42 @@ class _Reader:
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
 
-    def fail(self, path: str, message: str) -> None:
-        self.errors.append(FieldError(path, message))
+    def fail(self, path: str, message: str, code: str,
+             params: Mapping[str, str | int] | None = None) -> None:
+        self.errors.append(FieldError(path, message, code, dict(params or {})))
 
     def obj(self, value: object, path: str, allowed: Collection[str],
             required: Collection[str] = ()) -> Mapping[str, object] | None:
         if not isinstance(value, Mapping):
-            self.fail(path, "must be an object")
+            self.fail(path, "must be an object", "type.object")
             return None
         for key in sorted(map(str, value.keys())):
             if key not in allowed:
-                self.fail(_join(path, key), "unknown key")
+                self.fail(_join(path, key), "unknown key", "unknown-key", {"key": key})
         for key in sorted(required):
             if key not in value:
-                self.fail(_join(path, key), "is required")
+                self.fail(_join(path, key), "is required", "required", {"key": key})
         return value
 
     def int_(self, value: object, path: str) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"must be an integer, got {_show(value)}")
+            self.fail(path, f"must be an integer, got {_show(value)}", "type.integer",
+                      {"value": _show(value)})
             return None
         return value
 
     def str_(self, value: object, path: str) -> str | None:
         if not isinstance(value, str):
-            self.fail(path, f"must be a string, got {_show(value)}")
+            self.fail(path, f"must be a string, got {_show(value)}", "type.string",
+                      {"value": _show(value)})
             return None
         return value
 
     def time_(self, value: object, path: str) -> time | None:
         match = _TIME_RE.fullmatch(value) if isinstance(value, str) else None
         if match is None:
-            self.fail(path, f'must be a time "HH:MM" from 00:00 to 23:59, got {_show(value)}')
+            self.fail(path, f'must be a time "HH:MM" from 00:00 to 23:59, got {_show(value)}',
+                      "time.format", {"value": _show(value)})
             return None
         return time(int(match[1]), int(match[2]))
 
@@ -88,13 +92,15 @@ class _Reader:
                 return date.fromisoformat(value)
             except ValueError:
                 pass
-        self.fail(path, f'must be a date "YYYY-MM-DD", got {_show(value)}')
+        self.fail(path, f'must be a date "YYYY-MM-DD", got {_show(value)}', "date.format",
+                  {"value": _show(value)})
         return None
 
     def list_(self, value: object, path: str,
               item: Callable[[object, str], T | None]) -> list[tuple[int, T]] | None:
         if not isinstance(value, list):
-            self.fail(path, f"must be a list, got {_show(value)}")
+            self.fail(path, f"must be a list, got {_show(value)}", "type.list",
+                      {"value": _show(value)})
             return None
         parsed = [(i, item(v, f"{path}.{i}")) for i, v in enumerate(value)]
         return [(i, v) for i, v in parsed if v is not None]

@@ -182,12 +182,18 @@ def _is_int(value: object) -> bool:
 
 def _time_error(path: str, value: object) -> FieldError | None:
     if not isinstance(value, time):
-        return FieldError(path, "must be a time")
+        return _type_error(path, "must be a time")
     if value.tzinfo is not None:
-        return FieldError(path, "must be a local wall-clock time without time zone")
+        return FieldError(path, "must be a local wall-clock time without time zone",
+                          "time.local")
     if value.second or value.microsecond:
-        return FieldError(path, "must be a whole minute (HH:MM)")
+        return FieldError(path, "must be a whole minute (HH:MM)", "time.whole-minute")
     return None
+
+
+def _type_error(path: str, message: str) -> FieldError:
+    """``message`` is "must be <expected>"; code "type" passes <expected> (Python terms)."""
+    return FieldError(path, message, "type", {"expected": message.removeprefix("must be ")})
 
 
 def _type_errors(plan: Plan) -> list[FieldError]:
@@ -196,14 +202,14 @@ def _type_errors(plan: Plan) -> list[FieldError]:
 
     def need(ok: bool, path: str, message: str) -> None:
         if not ok:
-            errors.append(FieldError(path, message))
+            errors.append(_type_error(path, message))
 
     if not isinstance(plan.check_times, tuple):
-        errors.append(FieldError("check_times", "must be a tuple of CheckTime"))
+        errors.append(_type_error("check_times", "must be a tuple of CheckTime"))
     else:
         for i, check in enumerate(plan.check_times):
             if not isinstance(check, CheckTime):
-                errors.append(FieldError(f"check_times.{i}", "must be a CheckTime"))
+                errors.append(_type_error(f"check_times.{i}", "must be a CheckTime"))
                 continue
             if (err := _time_error(f"check_times.{i}.at", check.at)) is not None:
                 errors.append(err)
@@ -216,7 +222,7 @@ def _type_errors(plan: Plan) -> list[FieldError]:
     for name in ("window_before_minutes", "window_after_minutes", "max_lookin_seconds"):
         need(_is_int(getattr(plan, name)), name, "must be an integer")
     if not isinstance(plan.follow_up, FollowUpRule):
-        errors.append(FieldError("follow_up", "must be a FollowUpRule"))
+        errors.append(_type_error("follow_up", "must be a FollowUpRule"))
     else:
         need(_is_int(plan.follow_up.interval_minutes), "follow_up.interval_minutes",
              "must be an integer")
@@ -224,27 +230,27 @@ def _type_errors(plan: Plan) -> list[FieldError]:
              "must be an integer")
     if plan.consent is not None:
         if not isinstance(plan.consent, Consent):
-            errors.append(FieldError("consent", "must be a Consent or None"))
+            errors.append(_type_error("consent", "must be a Consent or None"))
         else:
             need(_is_date(plan.consent.given_on), "consent.given_on", "must be a date")
             need(plan.consent.valid_until is None or _is_date(plan.consent.valid_until),
                  "consent.valid_until", "must be a date or None")
     if not isinstance(plan.pauses, tuple):
-        errors.append(FieldError("pauses", "must be a tuple of Pause"))
+        errors.append(_type_error("pauses", "must be a tuple of Pause"))
     else:
         for i, pause in enumerate(plan.pauses):
             if not isinstance(pause, Pause):
-                errors.append(FieldError(f"pauses.{i}", "must be a Pause"))
+                errors.append(_type_error(f"pauses.{i}", "must be a Pause"))
                 continue
             need(_is_date(pause.start), f"pauses.{i}.start", "must be a date")
             need(_is_date(pause.end), f"pauses.{i}.end", "must be a date")
             need(isinstance(pause.reason, str), f"pauses.{i}.reason", "must be a string")
     if not isinstance(plan.skip_nights, tuple):
-        errors.append(FieldError("skip_nights", "must be a tuple of SkipNight"))
+        errors.append(_type_error("skip_nights", "must be a tuple of SkipNight"))
     else:
         for i, skip in enumerate(plan.skip_nights):
             if not isinstance(skip, SkipNight):
-                errors.append(FieldError(f"skip_nights.{i}", "must be a SkipNight"))
+                errors.append(_type_error(f"skip_nights.{i}", "must be a SkipNight"))
                 continue
             need(_is_date(skip.night), f"skip_nights.{i}.night", "must be a date")
             need(isinstance(skip.reason, str), f"skip_nights.{i}.reason", "must be a string")
@@ -278,7 +284,9 @@ def semantic_errors(
         if value is not None and not low <= value <= high:
             unit = "seconds" if name == "max_lookin_seconds" else (
                 "follow-ups" if name.endswith("max_follow_ups") else "minutes")
-            errors.append(FieldError(name, f"must be between {low} and {high} {unit}, got {value}"))
+            errors.append(FieldError(
+                name, f"must be between {low} and {high} {unit}, got {value}", "range",
+                {"low": low, "high": high, "unit": unit, "value": value}))
     if before is not None and not 0 <= before <= 120:
         before = None
     if after is not None and not 1 <= after <= 120:
@@ -288,16 +296,18 @@ def semantic_errors(
         try:
             zone(timezone)
         except ValueError:
-            errors.append(FieldError("timezone", f'unknown time zone "{timezone}"'))
+            errors.append(FieldError("timezone", f'unknown time zone "{timezone}"',
+                                     "timezone.unknown", {"timezone": timezone}))
 
     for i, check in check_times:
         if not check.weekdays:
-            errors.append(FieldError(f"check_times.{i}.weekdays", "must not be empty"))
+            errors.append(FieldError(f"check_times.{i}.weekdays", "must not be empty", "empty"))
         for day in sorted(check.weekdays):
             if not 0 <= day <= 6:
                 errors.append(FieldError(
                     f"check_times.{i}.weekdays",
-                    f"weekday must be 0 (Monday) to 6 (Sunday), got {day}"))
+                    f"weekday must be 0 (Monday) to 6 (Sunday), got {day}",
+                    "weekday.range", {"value": day}))
     errors.extend(_check_time_errors(check_times, before, after, boundary))
 
     if consent is not None and consent.valid_until is not None \
@@ -305,18 +315,22 @@ def semantic_errors(
         errors.append(FieldError(
             "consent.valid_until",
             f"must not be before given_on ({consent.given_on.isoformat()}), "
-            f"got {consent.valid_until.isoformat()}"))
+            f"got {consent.valid_until.isoformat()}",
+            "consent.order",
+            {"given_on": consent.given_on.isoformat(),
+             "valid_until": consent.valid_until.isoformat()}))
     for i, pause in pauses:
         if pause.end < pause.start:
             errors.append(FieldError(
                 f"pauses.{i}.end",
                 f"must not be before start ({pause.start.isoformat()}), "
-                f"got {pause.end.isoformat()}"))
+                f"got {pause.end.isoformat()}",
+                "pause.order", {"start": pause.start.isoformat(), "end": pause.end.isoformat()}))
         if not pause.reason.strip():
-            errors.append(FieldError(f"pauses.{i}.reason", "must not be empty"))
+            errors.append(FieldError(f"pauses.{i}.reason", "must not be empty", "empty"))
     for i, skip in skip_nights:
         if not skip.reason.strip():
-            errors.append(FieldError(f"skip_nights.{i}.reason", "must not be empty"))
+            errors.append(FieldError(f"skip_nights.{i}.reason", "must not be empty", "empty"))
     return errors
 
 
@@ -335,7 +349,10 @@ def _check_time_errors(
             errors.append(FieldError(
                 f"check_times.{i}.at",
                 f"duplicate check time {check.at:%H:%M} "
-                f"(same as check_times.{first_seen[check.at]})"))
+                f"(same as check_times.{first_seen[check.at]})",
+                "duplicate",
+                {"time": f"{check.at:%H:%M}", "first": first_seen[check.at],
+                 "first_number": first_seen[check.at] + 1}))
         else:
             first_seen[check.at] = i
             unique.append((i, check))
@@ -351,12 +368,17 @@ def _check_time_errors(
         if minute - before < 0 or minute + after > MINUTES_PER_NIGHT:
             errors.append(FieldError(
                 f"check_times.{i}.at",
-                f"window {span(minute)} crosses the night boundary {boundary:%H:%M}"))
+                f"window {span(minute)} crosses the night boundary {boundary:%H:%M}",
+                "crosses-boundary", {"window": span(minute), "boundary": f"{boundary:%H:%M}"}))
     for (prev_minute, prev_i), (minute, i) in itertools.pairwise(in_night):
         if minute - before < prev_minute + after:
             errors.append(FieldError(
                 f"check_times.{i}.at",
                 f"window {span(minute)} overlaps the window {span(prev_minute)} of "
                 f"check_times.{prev_i}; with {before} min before and {after} min after, "
-                f"checks must be at least {before + after} minutes apart"))
+                f"checks must be at least {before + after} minutes apart",
+                "overlap",
+                {"window": span(minute), "other_window": span(prev_minute), "other": prev_i,
+                 "other_number": prev_i + 1, "before": before, "after": after,
+                 "gap": before + after}))
     return errors

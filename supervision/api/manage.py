@@ -118,6 +118,14 @@ class PlanProblem(BaseModel):
     type: str = Field(description='"plan" for a problem of the plan')
     field: str | None = Field(None, description="type plan: dotted path in the plan, e.g. "
                               "check_times.1.at; '' = the plan as a whole")
+    code: str | None = Field(None, description=(
+        "type plan: stable machine code of the problem, e.g. range, overlap, time.format, "
+        "unknown-key ('' = none); a user interface shows its translation "
+        "(key plan_error.<code>) instead of msg"), examples=["overlap"])
+    params: dict[str, str | int] | None = Field(None, description=(
+        "type plan: the values msg interpolates, by name, for the translated message; "
+        "for code range, unit is a unit code (minutes, seconds, follow-ups)"),
+        examples=[{"low": 10, "high": 120, "unit": "seconds", "value": 5}])
 
 
 class PlanProblems(BaseModel):
@@ -264,7 +272,7 @@ def _problems(errors: list[schedules.FieldError]) -> HTTPException:
     def loc(path: str) -> list[str | int]:
         return ["body", *(int(p) if p.isdigit() else p for p in path.split(".") if p)]
     return HTTPException(422, [PlanProblem(loc=loc(e.field), msg=e.message, type="plan",
-                                           field=e.field)
+                                           field=e.field, code=e.code, params=dict(e.params))
                                .model_dump() for e in errors])
 
 
@@ -301,7 +309,8 @@ def _storage_errors(data: object, plan: schedules.Plan | None,
         if effective < first:
             errors.append(schedules.FieldError(
                 "effective_from", f"must not be before tonight ({first.isoformat()}), "
-                f"got {effective.isoformat()}"))
+                f"got {effective.isoformat()}", "effective_from.past",
+                {"tonight": first.isoformat(), "value": effective.isoformat()}))
     for name in ("pauses", "skip_nights"):
         items = data.get(name)
         for i, item in enumerate(items if isinstance(items, list) else []):
@@ -310,10 +319,12 @@ def _storage_errors(data: object, plan: schedules.Plan | None,
                 continue
             if len(reason) > MAX_REASON:
                 errors.append(schedules.FieldError(
-                    f"{name}.{i}.reason", f"must be at most {MAX_REASON} characters"))
+                    f"{name}.{i}.reason", f"must be at most {MAX_REASON} characters",
+                    "too-long", {"max": MAX_REASON}))
             if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
                 errors.append(schedules.FieldError(
-                    f"{name}.{i}.reason", "must not contain control characters"))
+                    f"{name}.{i}.reason", "must not contain control characters",
+                    "control-chars"))
     return errors
 
 

@@ -45,7 +45,9 @@ def test_manager_edits_plan_and_rounds_show_it(service: Service, browser) -> Non
         inline = page.locator(f'[data-field="check_times.{count}.at"] .field-error')
         inline.wait_for(timeout=5000)
         assert f"Tillsynstid {count + 1}" in inline.inner_text()
-        assert "overlaps" in inline.inner_text()
+        # the page is Swedish: the service's code and params, shown in Swedish
+        assert "överlappar fönstret" in inline.inner_text()
+        assert "overlaps" not in inline.inner_text()
         assert page.locator("#error-summary").is_visible()
         page.click("#save")
         page.wait_for_function(

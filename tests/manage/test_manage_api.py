@@ -105,6 +105,11 @@ def test_an_invalid_plan_is_refused_field_by_field_and_nothing_is_saved(
     assert problems[added]["type"] == "plan"
     assert {"pauses.0.end", "max_lookin_seconds", "effective_from"} <= problems.keys()
     assert "10 and 120" in problems["max_lookin_seconds"]["msg"]
+    assert problems[added]["code"] == "overlap"
+    assert problems["max_lookin_seconds"]["code"] == "range"
+    assert problems["max_lookin_seconds"]["params"] == {
+        "low": 10, "high": 120, "unit": "seconds", "value": 5}
+    assert problems["effective_from"]["code"] == "effective_from.past"
 
     draft = chef.post(f"/api/recipients/{rid}/preview", bad)
     assert draft.status_code == 422 and draft.json()["detail"] == reply.json()["detail"]

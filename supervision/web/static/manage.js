@@ -20,14 +20,28 @@ function fieldLabel(path) {
   return index === undefined ? name : `${name} ${Number(index) + 1}`;
 }
 
-/** [{field, msg}] from a 422 of ours ({detail: [{field, msg}]}) or of FastAPI ({loc}). */
+/** A plan problem in the page's language: plan_error.<code> with its params when there is
+ * such a key (a unit code in params.unit translated as plan_error.unit.<unit>), else the
+ * service's English msg. */
+function problemText(d) {
+  const key = typeof d.code === 'string' && d.code ? 'plan_error.' + d.code : '';
+  if (!key || t(key) === key) return d.msg;
+  const params = { ...(d.params || {}) };
+  if (typeof params.unit === 'string') {
+    const unit = 'plan_error.unit.' + params.unit;
+    if (t(unit) !== unit) params.unit = t(unit);
+  }
+  return t(key, params);
+}
+
+/** [{field, msg}] from a 422 of ours ({detail: [{field, msg, code, params}]}) or of FastAPI ({loc}). */
 function problems(error) {
   const detail = error && error.body && error.body.detail;
   if (error && error.status === 422 && Array.isArray(detail)) {
     return detail.map((d) => ({
       field: typeof d.field === 'string' ? d.field
         : (d.loc || []).filter((p) => p !== 'body').join('.'),
-      msg: d.msg,
+      msg: problemText(d),
     }));
   }
   return null;
