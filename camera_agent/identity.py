@@ -63,5 +63,8 @@ class Identity:
     def public_key_b64(self) -> str:
         return b64e(self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
+    def sign_raw(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
     def sign(self, message: bytes) -> str:
-        return b64e(self._key.sign(message))
+        return b64e(self.sign_raw(message))

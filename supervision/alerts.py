@@ -39,6 +39,13 @@ async def raise_alert(db: AsyncSession, check: Check, effect: AlertEffect, actor
     return alert
 
 
+async def patrol_view(db: AsyncSession, alert: Alert) -> dict[str, Any]:
+    """The alert as patrol clients get it (with access information while active)."""
+    recipient = await db.get(Recipient, alert.recipient_id)
+    assert recipient is not None
+    return alert_json(alert, recipient, with_access=True)
+
+
 def alert_json(alert: Alert, recipient: Recipient, *, with_access: bool) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": alert.id, "check": alert.check_id, "priority": alert.priority,

@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 import schedules
 from supervision import audit, checks
-from supervision.alerts import alert_json, raise_alert
+from supervision.alerts import patrol_view, raise_alert
 from supervision.checks import Outcome, State
 from supervision.errors import ServiceError as LookinError
-from supervision.models import Camera, Check, Recipient, User, Visit
+from supervision.models import Camera, Check, User, Visit
 from supervision.planning import current_plan
 from supervision.runtime import Runtime
 from supervision.signaling import AgentUnavailable, LookinRefused
@@ -56,7 +56,7 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
         if found is None:
             raise LookinError(409, "error.no_plan")
         decision = schedules.authorise(found[1], now, check.follow_ups)
-        if not decision.allowed and check.follow_ups == 0:
+        if not decision.allowed:  # the agent asks the same question; refuse it here first
             raise LookinError(409, "error.not_authorised", reason=decision.reason)
         camera = (await db.execute(select(Camera).where(
             Camera.recipient_id == check.recipient_id, Camera.revoked.is_(False),
@@ -151,9 +151,7 @@ async def record_outcome(rt: Runtime, user: User, check_id: int, outcome: Outcom
         pushed = None
         if step.alert is not None:
             alert = await raise_alert(db, check, step.alert, user.username)
-            recipient = await db.get(Recipient, check.recipient_id)
-            assert recipient is not None
-            pushed = alert_json(alert, recipient, with_access=True)
+            pushed = await patrol_view(db, alert)
     if pushed is not None:
         await rt.patrol.broadcast({"type": "alert", "alert": pushed})
     return check, pushed

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from supervision import audit, checks, webhook
-from supervision.alerts import alert_json, raise_alert
+from supervision.alerts import alert_json, patrol_view, raise_alert
 from supervision.checks import State
 from supervision.models import Alert, Camera, Check, Recipient, Visit
 from supervision.runtime import Runtime
@@ -53,9 +53,7 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
                                {"reason": step.reason})
             if step.alert is not None:
                 alert = await raise_alert(db, check, step.alert, "sweep")
-                recipient = await db.get(Recipient, check.recipient_id)
-                assert recipient is not None
-                pushed.append(alert_json(alert, recipient, with_access=True))
+                pushed.append(await patrol_view(db, alert))
         late = now - timedelta(minutes=rt.settings.escalate_after_minutes)
         rows = (await db.execute(select(Alert, Recipient).join(
             Recipient, Recipient.id == Alert.recipient_id).where(

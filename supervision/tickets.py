@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from camera_agent.identity import Identity
-from camera_agent.protocol import Ticket, b64d, encode_ticket, new_nonce, plan_message
+from camera_agent.protocol import Ticket, encode_ticket, new_nonce, plan_message
 from schedules import Plan, canonical_json
 
 
@@ -34,10 +34,7 @@ class ServerKey:
         ticket = Ticket(check=str(check_id), camera=camera_id, viewer=viewer, session=session,
                         not_before=round(start, 3), not_after=round(start + seconds, 3),
                         nonce=new_nonce(), follow_ups=follow_ups)
-        return ticket, encode_ticket(ticket, self._sign_raw)
-
-    def _sign_raw(self, message: bytes) -> bytes:
-        return b64d(self._identity.sign(message))
+        return ticket, encode_ticket(ticket, self._identity.sign_raw)
 
     def sign_plan(self, camera_id: str, plan: Plan) -> tuple[str, str]:
         """(plan_json, signature): the agent verifies these exact bytes, then parses them."""

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from supervision import lookins
 from supervision.api.deps import RowId, Who, require, runtime
@@ -73,9 +73,11 @@ async def rounds(rt: Runtime = Depends(runtime), _: Who = Depends(board_roles)) 
             .order_by(Check.due_at))).all()
         cams = (await db.execute(select(Camera.recipient_id, Camera.id)
                                  .where(Camera.revoked.is_(False)))).all()
-        alerts = dict((await db.execute(select(Alert.check_id, Alert.state))).all())
-        escalations = len((await db.execute(select(Alert.id).where(
-            Alert.escalated_at.is_not(None), Alert.state == "new"))).all())
+        shown = [c.id for c, _ in rows]
+        alerts = dict((await db.execute(select(Alert.check_id, Alert.state)
+                                        .where(Alert.check_id.in_(shown)))).all())
+        escalations = (await db.execute(select(func.count(Alert.id)).where(
+            Alert.escalated_at.is_not(None), Alert.state == "new"))).scalar_one()
     online: dict[int, bool] = {}
     for rid, cid in cams:
         online[rid] = online.get(rid, False) or rt.links.is_online(cid)
