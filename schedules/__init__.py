@@ -4,7 +4,8 @@ Pure and stdlib-only (zoneinfo), no I/O beyond reading the system time-zone data
 """
 
 from schedules.authorise import Decision, authorise
-from schedules.codec import canonical_json, parse_plan, plan_to_dict
+from schedules.canonical import canonical
+from schedules.codec import canonical_json, decode_trusted, parse_plan, plan_to_dict
 from schedules.errors import FieldError, PlanError
 from schedules.localtime import local_to_utc
 from schedules.night import Window, expand, night_bounds, night_of
@@ -18,6 +19,8 @@ from schedules.plan import (
     SkipNight,
     validate_consent_active,
 )
+from schedules.reason import Reason
+from schedules.schema import plan_json_schema
 
 __all__ = [
     "DEFAULT_TZ",
@@ -29,15 +32,19 @@ __all__ = [
     "Pause",
     "Plan",
     "PlanError",
+    "Reason",
     "SkipNight",
     "Window",
     "authorise",
+    "canonical",
     "canonical_json",
+    "decode_trusted",
     "expand",
     "local_to_utc",
     "night_bounds",
     "night_of",
     "parse_plan",
+    "plan_json_schema",
     "plan_to_dict",
     "validate_consent_active",
 ]

@@ -6,10 +6,10 @@ touching windows never both claim an instant), or, for the n-th follow-up with
 ``n * (interval_minutes + window_after_minutes)`` minutes. The instant's night and its
 neighbours are searched, since windows sit near night boundaries.
 
-Refusal reasons are ``"<code>: <text>"``, code one of ``follow-up-limit`` (n above the
-plan's maximum; checked first), ``no-consent``, ``paused``, ``skip-night`` (the instant
-lies in such a skipped window) or ``outside-window`` (in no window at all, including
-nights before ``effective_from``).
+A refusal has a machine ``code`` and a ``detail`` in words; the code is one of
+``follow-up-limit`` (n above the plan's maximum; checked first), ``no-consent``,
+``paused``, ``skip-night`` (the instant lies in such a skipped window) or
+``outside-window`` (in no window at all, including nights before ``effective_from``).
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ class Decision:
     """The answer, with a reason the agent reports on refusal."""
 
     allowed: bool
-    reason: str  # "ok", or "<code>: <text>"
+    code: str  # "ok", or the refusal's machine code (see the module docstring)
     window: Window | None = None
+    detail: str = ""  # the refusal in words, for logs and the admins' refusal list
 
     @property
-    def code(self) -> str:
-        """The machine code of the reason (``ok``, ``outside-window``, ...)."""
-        return self.reason.split(":", 1)[0].strip()
+    def reason(self) -> str:
+        """``code``, or ``"<code>: <detail>"``: the one-line form for logs."""
+        return f"{self.code}: {self.detail}" if self.detail else self.code
 
 
 def authorise(plan: Plan, instant: datetime, follow_ups_so_far: int = 0) -> Decision:
@@ -50,28 +51,26 @@ def authorise(plan: Plan, instant: datetime, follow_ups_so_far: int = 0) -> Deci
     windows = windows_near(plan, instant)
     if follow_ups_so_far > rule.max_follow_ups:
         hit = next((w for w in windows if w.opens <= instant < w.closes), None)
-        return Decision(
-            False,
-            f"follow-up-limit: follow-up {follow_ups_so_far} requested, "
-            f"the plan allows at most {rule.max_follow_ups}",
-            hit,
-        )
+        return Decision(False, "follow-up-limit", hit,
+                        f"follow-up {follow_ups_so_far} requested, "
+                        f"the plan allows at most {rule.max_follow_ups}")
     extra = timedelta(
         minutes=follow_ups_so_far * (rule.interval_minutes + plan.window_after_minutes))
     hits = [w for w in windows if w.opens <= instant < w.closes + extra]
     for window in hits:
-        if window.skip_reason is None:
+        if window.skip is None:
             return Decision(True, "ok", window)
     if hits:
         window = hits[0]
-        reason = window.skip_reason or ""
-        if reason == "no-consent":
-            reason = f"no-consent: no valid consent for the night of {window.night.isoformat()}"
-        return Decision(False, reason, window)
+        assert window.skip is not None
+        code, detail = window.skip.code, window.skip.detail
+        if code == "no-consent":
+            detail = f"no valid consent for the night of {window.night.isoformat()}"
+        return Decision(False, code, window, detail)
     night = night_of(instant, plan.timezone, plan.night_boundary)
     if plan.effective_from is not None and night < plan.effective_from:
         text = (f"the night of {night.isoformat()} is before the plan's effective_from "
                 f"{plan.effective_from.isoformat()}")
     else:
         text = f"no check window at {instant.isoformat()}"
-    return Decision(False, f"outside-window: {text}")
+    return Decision(False, "outside-window", None, text)

@@ -5,16 +5,21 @@ give identical bytes: sorted keys, no whitespace, UTF-8, every field present (de
 included) and lists in the plan's normalised order (check times by time, pauses and
 skip nights by date). Input is strict (unknown keys are errors, times ``HH:MM``, dates
 ``YYYY-MM-DD``) so that what a care manager wrote is exactly what is enforced.
+
+A plan stored in ``plan_to_dict``'s form after it was validated can be read back without
+validating it again (``decode_trusted``): the bulk planner's fast path.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from datetime import date, time
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from schedules.canonical import canonical
 from schedules.errors import FieldError, PlanError
 from schedules.plan import (
     DEFAULT_TZ,
@@ -27,11 +32,13 @@ from schedules.plan import (
     semantic_errors,
 )
 
-__all__ = ["canonical_json", "parse_plan", "plan_to_dict"]
+__all__ = ["TIME_PATTERN", "canonical_json", "decode_trusted", "parse_plan", "plan_to_dict"]
 
 T = TypeVar("T")
 
-_TIME_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+#: A local wall-clock time as the JSON form writes it: "HH:MM", 00:00 to 23:59.
+TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_TIME_RE = re.compile(TIME_PATTERN)
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 _PLAN_KEYS = {
@@ -79,12 +86,11 @@ class _Reader:
         return value
 
     def time_(self, value: object, path: str) -> time | None:
-        match = _TIME_RE.fullmatch(value) if isinstance(value, str) else None
-        if match is None:
-            self.fail(path, f'must be a time "HH:MM" from 00:00 to 23:59, got {_show(value)}',
-                      "time.format", {"value": _show(value)})
-            return None
-        return time(int(match[1]), int(match[2]))
+        if isinstance(value, str) and _TIME_RE.fullmatch(value) is not None:
+            return _time(value)
+        self.fail(path, f'must be a time "HH:MM" from 00:00 to 23:59, got {_show(value)}',
+                  "time.format", {"value": _show(value)})
+        return None
 
     def date_(self, value: object, path: str) -> date | None:
         if isinstance(value, str) and _DATE_RE.fullmatch(value):
@@ -287,12 +293,78 @@ def plan_to_dict(plan: Plan) -> dict[str, object]:
     }
 
 
+def decode_trusted(data: Mapping[str, Any], *,
+                   fallback: Callable[[Any], Plan] = parse_plan) -> Plan:
+    """``parse_plan`` for a dict that ``plan_to_dict`` produced, without validating again.
+
+    Only for plans that were validated before they were stored in ``plan_to_dict``'s
+    complete, normalised form (e.g. the service's stored plan versions): that form is
+    rebuilt field by field, which gives the very plan ``parse_plan`` would, at a fraction
+    of the cost (validation is most of it). Anything not in that complete form (a missing
+    or unknown key, a value of the wrong shape) goes to ``fallback`` (``parse_plan``, or
+    a caching wrapper of it) and may raise ``PlanError``. A complete dict with values that
+    were never validated is not caught: never pass one that did not come from
+    ``plan_to_dict``.
+    """
+    if not isinstance(data, Mapping) or data.keys() != _PLAN_KEYS:
+        return fallback(data)
+    try:
+        consent = data["consent"]
+        follow = data["follow_up"]
+        values = {
+            "check_times": tuple(_check_time(c["at"], tuple(c["weekdays"]))
+                                 for c in data["check_times"]),
+            "timezone": data["timezone"],
+            "window_before_minutes": data["window_before_minutes"],
+            "window_after_minutes": data["window_after_minutes"],
+            "max_lookin_seconds": data["max_lookin_seconds"],
+            "follow_up": _follow_up(follow["interval_minutes"], follow["max_follow_ups"]),
+            "consent": None if consent is None else Consent(
+                date.fromisoformat(consent["given_on"]),
+                None if consent["valid_until"] is None
+                else date.fromisoformat(consent["valid_until"])),
+            "pauses": tuple(Pause(date.fromisoformat(p["start"]), date.fromisoformat(p["end"]),
+                                  p["reason"]) for p in data["pauses"]),
+            "skip_nights": tuple(SkipNight(date.fromisoformat(k["night"]), k["reason"])
+                                 for k in data["skip_nights"]),
+            "night_boundary": _time(data["night_boundary"]),
+            "effective_from": None if data["effective_from"] is None
+            else date.fromisoformat(data["effective_from"]),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return fallback(data)
+    return Plan._trusted(values)
+
+
+# Stored plans share their parts (immutable values): build each once, allocate less.
+@functools.lru_cache(maxsize=2048)
+def _time(text: str) -> time:
+    """A time from "HH:MM"; ``ValueError`` if ``text`` does not match ``TIME_PATTERN``."""
+    if _TIME_RE.fullmatch(text) is None:
+        raise ValueError(f"not a time HH:MM: {text!r}")
+    return time(int(text[:2]), int(text[3:]))
+
+
+@functools.lru_cache(maxsize=8192)
+def _check_time(at: str, weekdays: tuple[int, ...]) -> CheckTime:
+    return CheckTime(_time(at), frozenset(weekdays))
+
+
+@functools.lru_cache(maxsize=1024)
+def _follow_up(interval: int, most: int) -> FollowUpRule:
+    return FollowUpRule(interval, most)
+
+
+def forget_decoded() -> None:
+    """Empty ``decode_trusted``'s caches of shared plan parts (benchmarks measure cold)."""
+    for cached in (_time, _check_time, _follow_up):
+        cached.cache_clear()
+
+
 def canonical_json(plan: Plan) -> bytes:
     """Stable bytes for signing: sorted keys, no whitespace, UTF-8; equal plans, equal bytes."""
     data = plan_to_dict(plan)
     checks = data["check_times"]
     assert isinstance(checks, list)
     data["check_times"] = sorted(checks, key=lambda c: str(c["at"]))
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return canonical(data)

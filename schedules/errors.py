@@ -51,6 +51,8 @@ CODES: Mapping[str, tuple[str, ...]] = {
     "overlap": ("window", "other_window", "other", "other_number", "before", "after", "gap"),
     "consent.order": ("given_on", "valid_until"),
     "pause.order": ("start", "end"),
+    "too-long": ("max",),
+    "control-chars": (),
 }
 
 #: Values of the ``unit`` param of code ``"range"``.

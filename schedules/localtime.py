@@ -21,10 +21,13 @@ odd offsets, whole skipped days) is handled through zoneinfo without special cas
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["UTC", "local_to_utc", "utc_to_local", "zone"]
+__all__ = ["UTC", "ClockChange", "clock_change", "local_to_utc", "utc_to_local", "wall_clock",
+           "zone"]
 
 
 # Keys that load on some machines but are not portable IANA zones: the host's own zone,
@@ -65,7 +68,12 @@ def local_to_utc(day: date, at: time, tz: ZoneInfo) -> datetime:
     # The transition instant is the first instant whose offset is no longer the
     # pre-transition one; bisect for it on whole seconds.
     before = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    lo, hi = min(before, first), max(before, first)
+    return _first_new_offset(min(before, first), max(before, first), tz)
+
+
+def _first_new_offset(lo: datetime, hi: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant after ``lo`` whose UTC offset is not ``lo``'s, to the whole second
+    (``hi`` must already have another offset)."""
     old_offset = lo.astimezone(tz).utcoffset()
     while hi - lo > timedelta(seconds=1):
         mid = lo + timedelta(seconds=(hi - lo).total_seconds() // 2)
@@ -74,3 +82,38 @@ def local_to_utc(day: date, at: time, tz: ZoneInfo) -> datetime:
         else:
             hi = mid
     return hi
+
+
+@dataclass(frozen=True)
+class ClockChange:
+    """A change of the zone's UTC offset (DST), as a care manager needs to see it."""
+
+    at: datetime  # UTC, to the whole second
+    offset_before: timedelta
+    offset_after: timedelta
+
+    @property
+    def minutes(self) -> int:
+        """+60: clocks go forward (a short night); -60: back (a long one)."""
+        return int((self.offset_after - self.offset_before).total_seconds() // 60)
+
+
+def clock_change(start: datetime, end: datetime, tz: ZoneInfo) -> ClockChange | None:
+    """The clock change between two aware instants, or None when both have one offset
+    (an interval as short as a night holds at most one change)."""
+    before, after = start.astimezone(tz).utcoffset(), end.astimezone(tz).utcoffset()
+    if before is None or after is None or before == after:
+        return None
+    at = _first_new_offset(start.astimezone(UTC), end.astimezone(UTC), tz)
+    return ClockChange(at.replace(microsecond=0), before, after)
+
+
+def wall_clock(day: date, at: time, tz: ZoneInfo) -> Literal["gap", "repeated"] | None:
+    """Whether local ``day at`` is in a spring-forward gap (it does not exist and moves to
+    the gap's end), in a fall-back hour (it occurs twice; the first is used), or plain."""
+    wall = datetime.combine(day, at.replace(tzinfo=None, fold=0))
+    if utc_to_local(wall.replace(tzinfo=tz).astimezone(UTC), tz) != wall:
+        return "gap"
+    if wall.replace(tzinfo=tz, fold=0).utcoffset() != wall.replace(tzinfo=tz, fold=1).utcoffset():
+        return "repeated"
+    return None

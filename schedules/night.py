@@ -21,10 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from schedules.localtime import local_to_utc, utc_to_local, zone
+from schedules.localtime import ClockChange, clock_change, local_to_utc, utc_to_local, zone
 from schedules.plan import DEFAULT_TZ, Plan, minute_of_night, validate_consent_active
+from schedules.reason import Reason
 
-__all__ = ["Window", "expand", "night_bounds", "night_of"]
+__all__ = ["Window", "expand", "local_day", "next_clock_change_night", "night_bounds",
+           "night_clock_change", "night_of"]
 
 _DAY = timedelta(days=1)
 
@@ -38,12 +40,17 @@ class Window:
     due: datetime
     opens: datetime
     closes: datetime
-    skip_reason: str | None = None  # None = active; "paused: …", "skip-night: …", "no-consent"
+    skip: Reason | None = None  # None = active; codes no-consent, paused, skip-night
 
     @property
     def active(self) -> bool:
         """Whether a look-in may happen in this window."""
-        return self.skip_reason is None
+        return self.skip is None
+
+    @property
+    def skip_reason(self) -> str | None:
+        """The skip as one line ("paused: hospital"), for logs and tests."""
+        return None if self.skip is None else str(self.skip)
 
 
 def night_bounds(night: date, tz: str = DEFAULT_TZ,
@@ -51,6 +58,30 @@ def night_bounds(night: date, tz: str = DEFAULT_TZ,
     """The UTC instants where the night starts and ends (the next night's start)."""
     zi = zone(tz)
     return local_to_utc(night, boundary, zi), local_to_utc(night + _DAY, boundary, zi)
+
+
+def night_clock_change(night: date, tz: str = DEFAULT_TZ,
+                       boundary: time = time(12, 0)) -> ClockChange | None:
+    """The night's clock change (DST), if the clocks change during it."""
+    start, end = night_bounds(night, tz, boundary)
+    return clock_change(start, end, zone(tz))
+
+
+def next_clock_change_night(first: date, tz: str = DEFAULT_TZ, boundary: time = time(12, 0),
+                            within_days: int = 366) -> date | None:
+    """The first night from ``first`` on whose clocks change, within ``within_days``."""
+    zi = zone(tz)
+    for k in range(within_days):
+        night = first + timedelta(days=k)
+        start, end = night_bounds(night, tz, boundary)
+        if start.astimezone(zi).utcoffset() != end.astimezone(zi).utcoffset():
+            return night
+    return None
+
+
+def local_day(night: date, at: time, boundary: time) -> date:
+    """The calendar day a check time of a night falls on (after midnight: the next day)."""
+    return night if at >= boundary else night + _DAY
 
 
 def night_of(instant: datetime, tz: str = DEFAULT_TZ, boundary: time = time(12, 0)) -> date:
@@ -66,24 +97,27 @@ def night_of(instant: datetime, tz: str = DEFAULT_TZ, boundary: time = time(12, 
     return local_day if instant >= start else local_day - _DAY
 
 
-def skip_reason(plan: Plan, night: date) -> str | None:
+def skip_reason(plan: Plan, night: date) -> Reason | None:
     """Why the plan's checks do not run on a night, or None. Consent is decided first."""
     if not validate_consent_active(plan, night):
-        return "no-consent"
+        return NO_CONSENT
     for pause in plan.pauses:
         if pause.start <= night <= pause.end:
-            return f"paused: {pause.reason}"
+            return Reason("paused", pause.reason)
     for skip in plan.skip_nights:
         if skip.night == night:
-            return f"skip-night: {skip.reason}"
+            return Reason("skip-night", skip.reason)
     return None
+
+
+NO_CONSENT = Reason("no-consent")
 
 
 def expand(plan: Plan, night: date, *, include_skipped: bool = False) -> list[Window]:
     """The night's concrete windows, sorted by due instant.
 
     Skipped windows (no valid consent, pause, skip-night) are returned only with
-    ``include_skipped``, carrying their ``skip_reason``. Nights before
+    ``include_skipped``, carrying their ``skip``. Nights before
     ``effective_from`` have no windows at all.
     """
     if plan.effective_from is not None and night < plan.effective_from:
@@ -99,8 +133,7 @@ def expand(plan: Plan, night: date, *, include_skipped: bool = False) -> list[Wi
     for check in plan.check_times:
         if night.weekday() not in check.weekdays:
             continue
-        day = night if check.at >= boundary else night + _DAY
-        due = local_to_utc(day, check.at, zi)
+        due = local_to_utc(local_day(night, check.at, boundary), check.at, zi)
         window = Window(night, check.at, due, due - before, due + after, reason)
         keyed.append((due, minute_of_night(check.at, boundary), window))
     keyed.sort(key=lambda item: item[:2])
