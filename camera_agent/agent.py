@@ -18,7 +18,7 @@ from typing import Any
 
 from camera_agent import __version__
 from camera_agent.config import AgentConfig
-from camera_agent.gate import Gate, PlanStore, Refusal
+from camera_agent.gate import Gate, PlanStore
 from camera_agent.health import health
 from camera_agent.identity import Identity
 from camera_agent.link import Link
@@ -31,12 +31,13 @@ from camera_agent.protocol import (
     LOOKIN_ENDED,
     PLAN,
     REFUSED,
-    ProtocolError,
+    Refusal,
     answer_message,
     load_public_key,
     require_str,
 )
 from camera_agent.stream import LookIn, LookInEnded
+from schedules.reason import Reason
 
 log = logging.getLogger("camera_agent")
 
@@ -54,7 +55,7 @@ class Agent:
         self.link.on_connect = self._send_heartbeat
         self.link.on_refused = self._refused_by_service
         self.lookin: LookIn | None = None
-        self.last_result: str | None = None
+        self.last_result: Reason | None = None  # how the last look-in ended
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -71,9 +72,9 @@ class Agent:
             await self.link.run()
         finally:
             beat.cancel()
-            await self.stop_lookin("agent-stopping")
+            await self.stop_lookin(Reason("agent-stopping"))
 
-    async def stop_lookin(self, reason: str) -> None:
+    async def stop_lookin(self, reason: Reason) -> None:
         if self.lookin is not None:
             await self.lookin.stop(reason)
 
@@ -83,14 +84,14 @@ class Agent:
             self._send_heartbeat()
 
     def _send_heartbeat(self) -> None:
-        active = self.lookin is not None and not self.lookin.done.is_set()
+        active = self.lookin is not None and self.lookin.active
         self.link.send(HEARTBEAT, durable=False, health=health(
             self.config.source, self.last_result, self.plans.version, active))
 
     def _refused_by_service(self, revoked: bool) -> None:
         """Nobody can end a look-in of a camera the service no longer accepts: end it here."""
         if revoked:
-            self._spawn(self.stop_lookin("revoked"))
+            self._spawn(self.stop_lookin(Reason("revoked")))
 
     def emit(self, msg_type: str, fields: dict[str, Any]) -> None:
         self.link.send(msg_type, **fields)
@@ -102,7 +103,7 @@ class Agent:
                 self._spawn(self._run_hook(hook, "start" if opened else "end",
                                            fields["session"]))
         if msg_type == LOOKIN_ENDED:
-            self.last_result = fields["reason"]
+            self.last_result = Reason(fields["reason"], fields.get("detail", ""))
             self._send_heartbeat()
 
     async def _run_hook(self, command: str, event: str, session: str) -> None:
@@ -130,7 +131,7 @@ class Agent:
             await self._lookin(msg)
         elif kind == END:
             if self.lookin is not None and msg.get("session") == self.lookin.ticket.session:
-                await self.lookin.stop("ended")
+                await self.lookin.stop(Reason("ended"))
         elif kind == PLAN:
             self._plan(msg)
 
@@ -142,7 +143,7 @@ class Agent:
         try:
             changed = self.plans.accept(require_str(msg, "plan_json"),
                                         require_str(msg, "signature"), msg.get("version"))
-        except (Refusal, ProtocolError) as exc:
+        except Refusal as exc:
             log.warning("plan rejected, keeping version %s: %s", self.plans.version, exc)
             self._refuse("", exc.reason, f"plan version {msg.get('version')}: {exc.detail}")
             return
@@ -157,11 +158,11 @@ class Agent:
             offer = require_str(msg, "offer")
             ice = msg.get("ice_servers") or []
             if not isinstance(ice, list):
-                raise ProtocolError("garbled", "ice_servers must be a list")
-        except ProtocolError as exc:
+                raise Refusal("garbled", "ice_servers must be a list")
+        except Refusal as exc:
             self._refuse(str(msg.get("session", ""))[:64], exc.reason, exc.detail)
             return
-        if self.lookin is not None and not self.lookin.done.is_set():
+        if self.lookin is not None and self.lookin.active:
             self._refuse(session, "busy", "another look-in is in progress")
             return
         try:
@@ -186,10 +187,11 @@ class Agent:
         try:
             sdp = await lookin.answer(offer)
         except LookInEnded as exc:
-            self._refuse(session, exc.reason, "the look-in ended before its answer")
+            self._refuse(session, exc.reason.code,
+                         exc.reason.detail or "the look-in ended before its answer")
             return
         except Exception as exc:  # a bad offer must not leave the camera on
-            await lookin.stop("bad-offer")
+            await lookin.stop(Reason("bad-offer"))
             self._refuse(session, "bad-offer", str(exc)[:200])
             return
         log.info("answer for %s in %.0f ms", session, (time.perf_counter() - started) * 1000)

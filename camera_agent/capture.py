@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import logging
 import os
@@ -70,11 +71,26 @@ def _call_quietly(fn: Callable[[], None] | None, what: str) -> None:
         log.exception("capture %s callback failed", what)
 
 
-class _Session:
-    """State shared between the event loop and the reader thread of one open()."""
+class State(enum.Enum):
+    """Where one open() session is. Only _Session._set_state assigns it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    OPENING = "opening"  # the reader thread is opening the source
+    WAITING = "waiting"  # the backend accepted the source; its first frame is awaited
+    OPEN = "open"        # the first frame came and on_open was called: read() hands out frames
+    CLOSED = "closed"    # the reader released the source; on_close was called if it was OPEN
+
+
+class _Session:
+    """What the event loop and the reader thread of one open() share.
+
+    The reader thread moves the state to WAITING before it publishes a first frame; the
+    loop moves it to OPEN (after that frame) and to CLOSED (after the release).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
         self.loop = loop
+        self.name = name
+        self.state = State.OPENING
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.opened: asyncio.Future[None] = loop.create_future()   # first frame or error
@@ -84,11 +100,13 @@ class _Session:
         self.seq = 0
         self.returned_seq = 0
         self.error: CaptureError | None = None
-        self.source_opened = False      # the backend accepted the source (reader thread)
-        self.holding = False            # the source is held right now (reader thread)
-        self.on_open_called = False
-        self.on_close_called = False
         self.thread: threading.Thread | None = None
+
+    def _set_state(self, state: State) -> None:
+        with self.lock:
+            previous, self.state = self.state, state
+        if state is not previous:
+            log.debug("%s %s -> %s", self.name, previous.value, state.value)
 
     # -- called from the reader thread -------------------------------------------------
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -155,7 +173,7 @@ class Capture:
     def is_open(self) -> bool:
         """True while a successfully opened source is held (until close() or a failure)."""
         s = self._session
-        return s is not None and s.on_open_called and s.holding and s.error is None
+        return s is not None and s.state is State.OPEN and s.error is None
 
     async def open(self) -> None:
         """Open the source in the reader thread and wait for its first frame."""
@@ -163,18 +181,19 @@ class Capture:
             if self.is_open:
                 return
             await self.close()  # left over from a failed or cancelled attempt
-        loop = asyncio.get_running_loop()
-        s = _Session(loop)
+        s = _Session(asyncio.get_running_loop(), f"{THREAD_PREFIX}-{next(_thread_ids)}")
         self._session = s
-        thread = threading.Thread(target=self._run, args=(s,), daemon=True,
-                                  name=f"{THREAD_PREFIX}-{next(_thread_ids)}")
+        thread = threading.Thread(target=self._run, args=(s,), daemon=True, name=s.name)
         s.thread = thread
         s.released.add_done_callback(lambda _f: self._finish(s))
         thread.start()
         try:
             await asyncio.wait_for(asyncio.shield(s.opened), self.open_deadline_s)
+            if s.state is State.CLOSED:  # released before open() resumed (failed at once)
+                error = s.error or CaptureError("open-failed", "capture closed")
+                raise CaptureError(error.reason, error.detail)
         except TimeoutError:
-            reason = "no-frames" if s.source_opened else "open-failed"
+            reason = "no-frames" if s.state is State.WAITING else "open-failed"
             s.stop.set()  # the reader releases as soon as its backend call returns
             raise CaptureError(reason, f"no frame from {self.kind} source within "
                                        f"{self.open_deadline_s:g} s") from None
@@ -186,7 +205,7 @@ class Capture:
         except BaseException:  # cancelled: stop the reader; close() waits for the release
             s.stop.set()
             raise
-        s.on_open_called = True
+        s._set_state(State.OPEN)
         _call_quietly(self._on_open, "on_open")
 
     async def read(self) -> np.ndarray:
@@ -194,7 +213,7 @@ class Capture:
         masked and (if enabled) enhanced. Frames come at most `fps` per second; stale ones
         are dropped, never queued."""
         s = self._session
-        if s is None or not s.on_open_called:
+        if s is None or s.state is not State.OPEN:
             raise CaptureError("read-failed", "capture is not open")
         deadline = time.monotonic() + STALL_SECONDS + 1.0 / self.fps
         while True:
@@ -239,8 +258,11 @@ class Capture:
             s.thread.join(timeout=1.0)
         if self._session is s:
             self._session = None
-        if s.on_open_called and not s.on_close_called:
-            s.on_close_called = True
+        if s.state is State.CLOSED:
+            return
+        was_open = s.state is State.OPEN
+        s._set_state(State.CLOSED)
+        if was_open:
             _call_quietly(self._on_close, "on_close")
 
     async def _abort(self, s: _Session) -> None:
@@ -291,7 +313,6 @@ class Capture:
                     cap.release()
                 except Exception:
                     log.exception("releasing the camera failed")
-            s.holding = False
             with s.lock:
                 s.frame = None
             if not s.stop.is_set() and s.error is None:
@@ -307,7 +328,7 @@ class Capture:
         except ValueError:
             raise CaptureError("open-failed", f"bad synthetic seed {seed_text!r}") from None
         scene = SyntheticScene(self.width, self.height, seed)
-        s.source_opened = s.holding = True
+        s._set_state(State.WAITING)
         period = 1.0 / self.fps
         start = time.monotonic()
         due = start
@@ -343,7 +364,7 @@ class Capture:
         if not cap.isOpened():
             cap.release()
             raise CaptureError("open-failed", f"cannot open {self.kind} source")
-        s.source_opened = s.holding = True
+        s._set_state(State.WAITING)
         if self.kind == "device":
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -352,7 +373,6 @@ class Capture:
             cap.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(STALL_SECONDS * 1000))
         if s.stop.is_set():
             cap.release()
-            s.holding = False
             return None
         return cap
 

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot load the agent config: {exc}", file=sys.stderr)
         return 2
     from camera_agent.agent import Agent
+    from schedules.reason import Reason
     try:
         agent = Agent(config)
     except (OSError, ValueError) as exc:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         except asyncio.CancelledError:
             pass
         finally:
-            await agent.stop_lookin("agent-stopping")
+            await agent.stop_lookin(Reason("agent-stopping"))
 
     asyncio.run(serve())
     return 0

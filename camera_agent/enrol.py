@@ -23,7 +23,7 @@ from typing import Any
 
 from camera_agent.config import AgentConfig
 from camera_agent.identity import Identity
-from camera_agent.protocol import ProtocolError, load_public_key
+from camera_agent.protocol import Refusal, load_public_key
 
 
 class EnrolmentError(Exception):
@@ -43,7 +43,8 @@ def _is_loopback(url: str) -> bool:
 def _post(server: str, body: dict[str, str], ca_file: str | None) -> dict[str, Any]:
     request = urllib.request.Request(
         server.rstrip("/") + "/api/agent/enrol", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"})
+        # the installer reads the refusal on the device's console: in English
+        headers={"Content-Type": "application/json", "Accept-Language": "en"})
     context = ssl.create_default_context(cafile=ca_file) if server.startswith("https") else None
     try:
         with urllib.request.urlopen(request, timeout=15, context=context) as response:
@@ -52,6 +53,8 @@ def _post(server: str, body: dict[str, str], ca_file: str | None) -> dict[str, A
     except urllib.error.HTTPError as exc:
         try:
             detail = json.loads(exc.read()).get("detail", exc.reason)
+            if isinstance(detail, dict):  # the service's error shape: {code, message}
+                detail = detail.get("message", detail.get("code"))
         except ValueError:
             detail = exc.reason
         raise EnrolmentError(f"enrolment refused: {detail}") from exc
@@ -76,7 +79,7 @@ def enrol(server: str, code: str, state_dir: Path, source: str | None = None,
         camera_id = str(reply["camera_id"])
         server_key = str(reply["server_public_key"])
         load_public_key(server_key)
-    except (KeyError, TypeError, ProtocolError, ValueError) as exc:
+    except (KeyError, TypeError, Refusal, ValueError) as exc:
         raise EnrolmentError("the service's reply is not an enrolment") from exc
 
     config_path = state_dir / "agent.toml"

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 import schedules
 from camera_agent.protocol import (
-    ProtocolError,
+    Refusal,
     ReplayCache,
     Ticket,
     plan_message,
@@ -33,15 +33,6 @@ log = logging.getLogger("camera_agent.gate")
 
 #: Tolerated clock difference between the service and the device, in seconds.
 SKEW = 2.0
-
-
-class Refusal(Exception):
-    """A look-in the gate will not allow; ``reason`` is reported to the service."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 class PlanStore:
@@ -63,7 +54,7 @@ class PlanStore:
                 stored = json.loads(path.read_text())
                 self.accept(stored["plan_json"], stored["signature"], stored.get("version"),
                             persist=False)
-            except (ValueError, KeyError, TypeError, OSError, Refusal) as exc:
+            except (Refusal, ValueError, KeyError, TypeError, OSError) as exc:
                 log.warning("stored plan ignored: %s", exc)
 
     def accept(self, plan_json: str, signature: str, version: int | None = None, *,
@@ -108,15 +99,14 @@ class Gate:
         self.active: Admission | None = None
 
     def admit(self, token: str) -> Admission:
-        """Verify the ticket, then the plan; on success the look-in slot is taken."""
+        """Verify the ticket, then the plan; on success the look-in slot is taken.
+
+        Raises Refusal (the ticket's own refusals from verify_ticket come through as they are).
+        """
         now = self._clock()
         if self.active is not None and self.active.stop_at > now:
             raise Refusal("busy", "another look-in is in progress")
-        try:
-            ticket = verify_ticket(token, self._key, self.camera_id, now, self._replay,
-                                   skew=SKEW)
-        except ProtocolError as exc:
-            raise Refusal(exc.reason, exc.detail) from exc
+        ticket = verify_ticket(token, self._key, self.camera_id, now, self._replay, skew=SKEW)
         if ticket.not_before < self._started - SKEW:
             # The replay cache lives in memory only (nothing about look-ins is written to
             # disk); a ticket older than this process could have been used before it.
@@ -126,7 +116,7 @@ class Gate:
             raise Refusal("no-plan", "the agent holds no signed plan")
         decision = schedules.authorise(plan, datetime.fromtimestamp(now, UTC), ticket.follow_ups)
         if not decision.allowed:
-            raise Refusal(decision.code or "outside-window", decision.reason)
+            raise Refusal(decision.code, decision.detail)
         stop_at = min(ticket.not_after, ticket.not_before + plan.max_lookin_seconds)
         if stop_at <= now:
             raise Refusal("expired", "ticket longer than the plan's max_lookin_seconds")

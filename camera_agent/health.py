@@ -14,6 +14,7 @@ from typing import Any
 
 from camera_agent import __version__
 from camera_agent.capture import describe_source
+from schedules.reason import Reason
 
 _STARTED = time.monotonic()
 
@@ -40,11 +41,14 @@ def free_memory_mb() -> int | None:
     return None
 
 
-def health(source: str, last_result: str | None, plan_version: int | None = None,
+def health(source: str, last_result: Reason | None, plan_version: int | None = None,
            lookin_active: bool = False) -> dict[str, Any]:
+    """``last_lookin`` is how the last look-in ended, a code (None before the first), and
+    ``last_lookin_detail`` the words with it (e.g. open-failed after technical-failure)."""
     return {
         "camera_present": camera_present(source),
-        "last_lookin": last_result,
+        "last_lookin": last_result.code if last_result is not None else None,
+        "last_lookin_detail": last_result.detail if last_result is not None else None,
         "version": __version__,
         "free_memory_mb": free_memory_mb(),
         "plan_version": plan_version,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import CloseCode
 
+from camera_agent.backoff import backoff
 from camera_agent.config import AgentConfig
 from camera_agent.identity import Identity
 from camera_agent.protocol import (
@@ -33,7 +34,7 @@ from camera_agent.protocol import (
     MAX_MESSAGE_BYTES,
     SERVICE_TYPES,
     WELCOME,
-    ProtocolError,
+    Refusal,
     decode_message,
     encode_message,
     link_challenge_message,
@@ -48,16 +49,16 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 OUTBOX_LIMIT = 500
 #: A link that stayed up this long resets the backoff; a flapping one keeps backing off.
 STABLE_SECONDS = 10.0
+#: The first reconnect waits up to this long; each failure in a row doubles it, up to the cap.
+BACKOFF_BASE_SECONDS = 0.5
 
 
-def backoff_delay(attempt: int, cap: float, base: float = 0.5) -> float:
-    """Exponential backoff with jitter, capped: spreads a fleet's reconnects after a restart.
+class State(enum.Enum):
+    """Where the link is. Only Link._set_state assigns it."""
 
-    The delay is drawn from [ceiling/2, ceiling] with ceiling = min(cap, base * 2**attempt):
-    jittered, growing, and never above the cap.
-    """
-    ceiling = min(cap, base * 2 ** min(attempt, 30))
-    return random.uniform(ceiling / 2, ceiling)
+    OFFLINE = "offline"      # not linked: dialling, authenticating or waiting to dial again
+    CONNECTED = "connected"  # authenticated: send() goes out at once
+    REFUSED = "refused"      # the service refused this camera: the next dial waits the full cap
 
 
 class Link:
@@ -67,16 +68,18 @@ class Link:
         self.identity = identity
         self._handler = handler
         self._version = version
-        self._ws: ClientConnection | None = None
+        self._state = State.OFFLINE
+        self._ws: ClientConnection | None = None  # the authenticated connection, if any
         self._outbox: collections.deque[str] = collections.deque(maxlen=OUTBOX_LIMIT)
-        self.connected = asyncio.Event()
         self.on_connect: Callable[[], None] | None = None
         #: called when the service refuses this camera (argument: revoked, not just unknown)
         self.on_refused: Callable[[bool], None] | None = None
-        self.garbled = 0
-        self.stopped = False
-        self.refused_reason: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _set_state(self, state: State) -> None:
+        if state is not self._state:
+            log.debug("link %s -> %s", self._state.value, state.value)
+            self._state = state
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -86,7 +89,7 @@ class Link:
     def send(self, msg_type: str, *, durable: bool = True, **fields: Any) -> None:
         """Send now if linked; durable messages wait in the outbox while offline."""
         text = encode_message(msg_type, **fields)
-        if self._ws is not None and self.connected.is_set():
+        if self._state is State.CONNECTED:
             self._spawn(self._send_now(text, durable))
         elif durable:
             self._outbox.append(text)
@@ -109,13 +112,14 @@ class Link:
     async def run(self) -> None:
         """Dial, authenticate, serve; on any failure wait (backoff with jitter) and dial again.
 
-        Nothing short of close() ends this loop: a restarted service, a cut network, a
-        refused authentication or a bug in one message's handling all lead back to a dial.
+        Nothing short of cancelling this task ends the loop: a restarted service, a cut
+        network, a refused authentication or a bug in one message's handling all lead back
+        to a dial.
         """
-        attempt = 0
-        while not self.stopped:
+        failures = 0  # in a row; a link that stayed up STABLE_SECONDS starts again at 0
+        while True:
+            self._set_state(State.OFFLINE)
             up_since: float | None = None
-            refused = False
             try:
                 async with connect(self.config.link_url, max_size=MAX_MESSAGE_BYTES,
                                    ssl=self._ssl(), open_timeout=10,
@@ -129,24 +133,22 @@ class Link:
                         await ws.send(self._outbox[0])
                         self._outbox.popleft()
                     self._ws = ws
-                    self.connected.set()
+                    self._set_state(State.CONNECTED)
                     if self.on_connect is not None:
                         self.on_connect()
                     async for raw in ws:
                         try:
                             msg = decode_message(raw, SERVICE_TYPES)
-                        except ProtocolError as exc:
-                            self.garbled += 1
+                        except Refusal as exc:
                             log.warning("garbled message from service ignored: %s", exc)
                             continue
                         self._spawn(self._handle(msg))
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 if code in (CLOSE_AUTH_FAILED, CLOSE_REVOKED):
-                    refused = True
-                    self.refused_reason = (exc.rcvd.reason if exc.rcvd else "") or "refused"
+                    self._set_state(State.REFUSED)
                     log.error("service refused this camera (%s): %s", code,
-                              self.refused_reason)
+                              (exc.rcvd.reason if exc.rcvd else "") or "refused")
                     if self.on_refused is not None:
                         self.on_refused(code == CLOSE_REVOKED)
                 elif exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
@@ -154,7 +156,7 @@ class Link:
                                 MAX_MESSAGE_BYTES)
                 else:
                     log.info("link closed: %s", exc)
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ProtocolError) as exc:
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, Refusal) as exc:
                 log.info("link down: %s", exc)
             except asyncio.CancelledError:
                 raise
@@ -162,15 +164,15 @@ class Link:
                 log.exception("link failed")
             finally:
                 self._ws = None
-                self.connected.clear()
-            if self.stopped:
-                break
+                if self._state is State.CONNECTED:
+                    self._set_state(State.OFFLINE)
             if up_since is not None and time.monotonic() - up_since >= STABLE_SECONDS:
-                attempt = 0
+                failures = 0
+            failures += 1
             # a refused camera waits the full cap: retrying faster cannot help
-            delay = (self.config.backoff_cap_seconds if refused
-                     else backoff_delay(attempt, self.config.backoff_cap_seconds))
-            attempt += 1
+            delay = (self.config.backoff_cap_seconds if self._state is State.REFUSED
+                     else backoff(failures, BACKOFF_BASE_SECONDS,
+                                  self.config.backoff_cap_seconds))
             log.debug("next dial in %.1f s", delay)
             await asyncio.sleep(delay)
 
@@ -183,17 +185,11 @@ class Link:
     async def _authenticate(self, ws: ClientConnection) -> None:
         challenge = decode_message(await asyncio.wait_for(ws.recv(), 10), SERVICE_TYPES)
         if challenge["type"] != CHALLENGE:
-            raise ProtocolError("garbled", "expected a challenge")
+            raise Refusal("garbled", "expected a challenge")
         nonce = require_str(challenge, "nonce", 128)
         signature = self.identity.sign(link_challenge_message(self.config.camera_id, nonce))
         await ws.send(encode_message(AUTH, camera=self.config.camera_id, signature=signature,
                                      version=self._version))
         welcome = decode_message(await asyncio.wait_for(ws.recv(), 10), SERVICE_TYPES)
         if welcome["type"] != WELCOME:
-            raise ProtocolError("garbled", "expected welcome")
-        self.refused_reason = None
-
-    async def close(self) -> None:
-        self.stopped = True
-        if self._ws is not None:
-            await self._ws.close()
+            raise Refusal("garbled", "expected welcome")

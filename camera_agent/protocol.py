@@ -1,9 +1,10 @@
 """Wire messages and the ticket format shared by the camera agent and the service.
 
-This is the only module of ``camera_agent`` that ``supervision`` imports. It holds no
-state and does no I/O: it encodes, decodes and verifies. Everything signed here is
-signed over explicit, domain-separated byte strings so a signature made for one purpose
-(a ticket, a plan, a link challenge, an SDP answer) can never be replayed as another.
+``supervision`` imports this module (and the key in ``identity``) to speak to the agents.
+It holds no state and does no I/O: it encodes, decodes and verifies. Everything signed
+here is signed over explicit, domain-separated byte strings so a signature made for one
+purpose (a ticket, a plan, a link challenge, an SDP answer) can never be replayed as
+another; a ticket's payload is ``schedules.canonical`` JSON, the one form every signer uses.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from schedules.canonical import canonical
 
 PROTOCOL_VERSION: Final = 1
 #: Hard cap for one WebSocket message either way; an SDP offer is ~3-6 kB.
@@ -50,8 +53,12 @@ CLOSE_TOO_BIG: Final = 4413
 CLOSE_REPLACED: Final = 4409
 
 
-class ProtocolError(ValueError):
-    """A message or token that is malformed, oversize, forged, expired or replayed."""
+class Refusal(ValueError):
+    """A message, token, plan or look-in refused: a machine ``reason`` code and ``detail`` words.
+
+    The reason is a stable code (``garbled``, ``expired``, ``outside-window``, ...) sent on
+    the wire and compared; the detail is free text for people and is never parsed.
+    """
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -67,25 +74,20 @@ def b64d(text: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise ProtocolError("garbled", "bad base64") from exc
-
-
-def canonical(obj: object) -> bytes:
-    """Stable JSON bytes: equal values give equal bytes, so they can be signed."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        raise Refusal("garbled", "bad base64") from exc
 
 
 def load_public_key(raw_b64: str) -> Ed25519PublicKey:
     raw = b64d(raw_b64)
     if len(raw) != 32:
-        raise ProtocolError("bad-key", "an Ed25519 public key has 32 bytes")
+        raise Refusal("bad-key", "an Ed25519 public key has 32 bytes")
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def verify(public_key: Ed25519PublicKey, signature_b64: str, message: bytes) -> bool:
     try:
         public_key.verify(b64d(signature_b64), message)
-    except (InvalidSignature, ProtocolError):
+    except (InvalidSignature, Refusal):
         return False
     return True
 
@@ -100,22 +102,22 @@ def encode_message(msg_type: str, **fields: Any) -> str:
 def decode_message(text: str | bytes, allowed: frozenset[str]) -> dict[str, Any]:
     """Parse one message; oversize, non-JSON, non-object or unknown types are refused."""
     if len(text) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("too-big", f"message over {MAX_MESSAGE_BYTES} bytes")
+        raise Refusal("too-big", f"message over {MAX_MESSAGE_BYTES} bytes")
     try:
         obj = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError("garbled", "not JSON") from exc
+        raise Refusal("garbled", "not JSON") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        raise ProtocolError("garbled", "not a typed message object")
+        raise Refusal("garbled", "not a typed message object")
     if obj["type"] not in allowed:
-        raise ProtocolError("garbled", f"unknown message type {obj['type']!r}")
+        raise Refusal("garbled", f"unknown message type {obj['type']!r}")
     return obj
 
 
 def require_str(msg: Mapping[str, Any], key: str, max_len: int = MAX_MESSAGE_BYTES) -> str:
     value = msg.get(key)
     if not isinstance(value, str) or not value or len(value) > max_len:
-        raise ProtocolError("garbled", f"field {key!r} must be a non-empty string")
+        raise Refusal("garbled", f"field {key!r} must be a non-empty string")
     return value
 
 
@@ -169,7 +171,7 @@ def encode_ticket(ticket: Ticket, sign: Callable[[bytes], bytes]) -> str:
 
 def _ticket_from(obj: object) -> Ticket:
     if not isinstance(obj, dict) or obj.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError("garbled", "not a v1 ticket")
+        raise Refusal("garbled", "not a v1 ticket")
     try:
         ticket = Ticket(
             check=str(obj["check"]),
@@ -182,11 +184,11 @@ def _ticket_from(obj: object) -> Ticket:
             follow_ups=int(obj.get("follow_ups", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError("garbled", "ticket fields") from exc
+        raise Refusal("garbled", "ticket fields") from exc
     if not 0 < ticket.seconds <= MAX_LOOKIN_SECONDS:
-        raise ProtocolError("bad-interval", "ticket interval out of range")
+        raise Refusal("bad-interval", "ticket interval out of range")
     if len(ticket.nonce) < 16:
-        raise ProtocolError("garbled", "nonce too short")
+        raise Refusal("garbled", "nonce too short")
     return ticket
 
 
@@ -202,9 +204,6 @@ class ReplayCache:
     def add(self, nonce: str, expires: float, now: float) -> None:
         self._seen = {n: e for n, e in self._seen.items() if e >= now}
         self._seen[nonce] = expires
-
-    def __len__(self) -> int:
-        return len(self._seen)
 
 
 def verify_ticket(
@@ -222,23 +221,23 @@ def verify_ticket(
     and the nonce is only recorded for a ticket that passed every other check.
     """
     if not isinstance(token, str) or len(token) > 4096 or token.count(".") != 1:
-        raise ProtocolError("garbled", "ticket is not payload.signature")
+        raise Refusal("garbled", "ticket is not payload.signature")
     payload_b64, sig_b64 = token.split(".")
     payload = b64d(payload_b64)
     if not verify(server_key, sig_b64, TICKET_PREFIX + payload):
-        raise ProtocolError("bad-signature", "ticket not signed by the pinned service key")
+        raise Refusal("bad-signature", "ticket not signed by the pinned service key")
     try:
         obj = json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError("garbled", "ticket payload") from exc
+        raise Refusal("garbled", "ticket payload") from exc
     ticket = _ticket_from(obj)
     if ticket.camera != camera_id:
-        raise ProtocolError("wrong-camera", f"ticket is for camera {ticket.camera}")
+        raise Refusal("wrong-camera", f"ticket is for camera {ticket.camera}")
     if now + skew < ticket.not_before:
-        raise ProtocolError("not-yet-valid", "ticket not yet valid")
+        raise Refusal("not-yet-valid", "ticket not yet valid")
     if now >= ticket.not_after:
-        raise ProtocolError("expired", "ticket expired")
+        raise Refusal("expired", "ticket expired")
     if replay.seen(ticket.nonce):
-        raise ProtocolError("replayed", "ticket nonce already used")
+        raise Refusal("replayed", "ticket nonce already used")
     replay.add(ticket.nonce, ticket.not_after + skew, now)
     return ticket

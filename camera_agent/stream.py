@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from camera_agent.capture import Capture, CaptureError
 from camera_agent.config import AgentConfig
 from camera_agent.gate import Admission
 from camera_agent.track import CaptureTrack
+from schedules.reason import Reason
 
 log = logging.getLogger("camera_agent.stream")
 
@@ -41,11 +43,19 @@ Emit = Callable[[str, dict[str, Any]], None]
 PEER_CLOSE_SECONDS = 2.0
 
 
+class State(enum.Enum):
+    """Where a look-in is. Only LookIn._set_state assigns it."""
+
+    RUNNING = "running"    # admitted: answering the offer, then streaming
+    STOPPING = "stopping"  # stop() began: releasing the camera, then closing the peer
+    ENDED = "ended"        # camera released, peer closed, end reported
+
+
 class LookInEnded(Exception):
     """The look-in was stopped (e.g. expired) before its answer was ready."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(str(reason))
         self.reason = reason
 
 
@@ -71,8 +81,9 @@ class LookIn:
         self._clock = clock
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self.done = asyncio.Event()
-        self.end_reason: str | None = None
+        self._state = State.RUNNING
+        self._ended = asyncio.Event()  # set with State.ENDED; later stop() calls wait for it
+        self.end_reason: Reason | None = None  # why it stopped: set with State.STOPPING
         self.started = clock()
         servers = list(config.ice_servers) + list(ice_servers or [])
         self._pc = RTCPeerConnection(ice_configuration(servers))
@@ -86,7 +97,19 @@ class LookIn:
         self._opening: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._stopping: asyncio.Task[None] | None = None
-        self.camera_open = False
+
+    @property
+    def active(self) -> bool:
+        """True until the look-in has ended: a stopping one may still hold the camera."""
+        return self._state is not State.ENDED
+
+    def _set_state(self, state: State) -> None:
+        if state is not self._state:
+            log.debug("look-in %s %s -> %s", self.ticket.session, self._state.value,
+                      state.value)
+            self._state = state
+            if state is State.ENDED:
+                self._ended.set()
 
     def _on_loop(self, fn: Callable[[], None]) -> Callable[[], None]:
         """Run at once on the loop's thread (keeps message order); hop over from any other."""
@@ -98,19 +121,18 @@ class LookIn:
         return call
 
     def _camera_opened(self) -> None:
-        self.camera_open = True
         self._emit("camera", {"state": "opened", "session": self.ticket.session,
                               "at": round(time.time(), 3)})
 
     def _camera_released(self) -> None:
-        self.camera_open = False
         self._emit("camera", {"state": "released", "session": self.ticket.session,
                               "at": round(time.time(), 3)})
 
     async def answer(self, offer_sdp: str) -> str:
         """Parse the offer, then open the camera in parallel with making the answer SDP."""
         remaining = self.admission.stop_at - self._clock()
-        self._timer = self._loop.call_later(max(0.0, remaining), self.stop_soon, "expired")
+        self._timer = self._loop.call_later(max(0.0, remaining), self.stop_soon,
+                                           Reason("expired"))
         # The sending transceiver exists before the offer is applied, so the codec
         # preference (configured codec first, the other as fallback) shapes the answer.
         transceiver = self._pc.addTransceiver("video", direction="sendonly")
@@ -119,13 +141,12 @@ class LookIn:
         if transceiver.mid is None or any(
                 t is not transceiver and t.kind == "video" for t in self._pc.getTransceivers()):
             raise ValueError("the offer must have exactly one video section")
-        if self.end_reason is not None:
-            raise LookInEnded(self.end_reason)
+        self._raise_if_stopped()
 
         @self._pc.on("connectionstatechange")
-        async def _state() -> None:
+        async def _peer_state_changed() -> None:
             if self._pc.connectionState in ("failed", "closed"):
-                self.stop_soon("peer-" + self._pc.connectionState)
+                self.stop_soon(Reason("peer-" + self._pc.connectionState))
 
         self._opening = asyncio.create_task(self._capture.open())
         self._opening.add_done_callback(self._open_finished)
@@ -133,9 +154,13 @@ class LookIn:
         transceiver.sender.replaceTrack(track)
         answer = await self._pc.createAnswer()
         await self._pc.setLocalDescription(answer)
-        if self.end_reason is not None:
-            raise LookInEnded(self.end_reason)
+        self._raise_if_stopped()
         return str(self._pc.localDescription.sdp)
+
+    def _raise_if_stopped(self) -> None:
+        """answer() gives up once the look-in was stopped meanwhile (e.g. it expired)."""
+        if self._state is not State.RUNNING:
+            raise LookInEnded(self.end_reason or Reason("ended"))
 
     def _open_finished(self, task: asyncio.Task[None]) -> None:
         """A source that fails to open or gives no first frame in time ends the look-in now,
@@ -147,7 +172,7 @@ class LookIn:
             return
         reason = error.reason if isinstance(error, CaptureError) else "open-failed"
         log.warning("camera failed for look-in %s: %s", self.ticket.session, error)
-        self.stop_soon(f"technical-failure:{reason}")
+        self.stop_soon(Reason("technical-failure", reason))
 
     def _codec_preferences(self) -> list[RTCRtpCodecCapability]:
         order = ["video/H264", "video/VP8"] if self.config.codec == "h264" else [
@@ -157,18 +182,23 @@ class LookIn:
                 + [c for c in caps if c.mimeType == "video/rtx"])
 
     def _on_track_error(self, error: CaptureError) -> None:
-        self.stop_soon(f"technical-failure:{error.reason}")
+        self.stop_soon(Reason("technical-failure", error.reason))
 
-    def stop_soon(self, reason: str) -> None:
-        if self._stopping is None and self.end_reason is None:
+    def stop_soon(self, reason: Reason) -> None:
+        if self._stopping is None and self._state is State.RUNNING:
             self._stopping = asyncio.ensure_future(self.stop(reason))
 
-    async def stop(self, reason: str) -> None:
-        """Release the camera, then close the peer; idempotent (later callers just wait)."""
-        if self.end_reason is not None:
-            await self.done.wait()
+    async def stop(self, reason: Reason) -> None:
+        """Release the camera, then close the peer; idempotent (later callers just wait).
+
+        The end is reported as ``reason`` (a code: expired, ended, technical-failure, ...)
+        and ``detail`` (e.g. open-failed after technical-failure; "" for a plain end).
+        """
+        if self._state is not State.RUNNING:
+            await self._ended.wait()
             return
         self.end_reason = reason
+        self._set_state(State.STOPPING)
         if self._timer is not None:
             self._timer.cancel()
         try:
@@ -183,13 +213,14 @@ class LookIn:
             await asyncio.wait_for(self._pc.close(), PEER_CLOSE_SECONDS)
         except Exception:  # a peer that will not close is dropped; the camera is already off
             log.warning("peer close failed or timed out", exc_info=True)
-        self.done.set()
+        self._set_state(State.ENDED)
         if self._on_done is not None:
             self._on_done()
         log.info("look-in %s ended: %s", self.ticket.session, reason)
         self._emit("lookin_ended", {
             "session": self.ticket.session,
-            "reason": reason,
+            "reason": reason.code,
+            "detail": reason.detail,
             "seconds": round(self._clock() - self.started, 2),
         })
 

@@ -26,8 +26,6 @@ from camera_agent.capture import Capture, CaptureError
 
 
 class CaptureTrack(VideoStreamTrack):
-    kind = "video"
-
     def __init__(self, capture: Capture) -> None:
         super().__init__()
         self.capture = capture

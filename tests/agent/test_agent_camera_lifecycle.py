@@ -160,6 +160,7 @@ async def test_released_within_1s_of_an_end_message(rig: Rig) -> None:
     assert closed - end_sent <= RELEASE_BOUND
     ended = rig.fake.of_type("lookin_ended", ticket.session)[0]
     assert ended.msg["reason"] == "ended"
+    assert ended.msg["detail"] == ""  # a plain end has no detail
 
 
 async def test_revocation_during_a_lookin_releases_the_camera_at_once(rig: Rig) -> None:
@@ -223,14 +224,17 @@ async def test_source_that_fails_to_open_ends_with_technical_failure(tmp_path: P
             if reply.type == "answer":  # the failure came after the answer was made
                 await pc.setRemoteDescription(RTCSessionDescription(reply.msg["sdp"], "answer"))
             else:  # the failure came first: the service hears it as the reply
-                assert reply.msg["reason"] == "technical-failure:open-failed", reply.msg
+                assert reply.msg["reason"] == "technical-failure", reply.msg
+                assert reply.msg["detail"] == "open-failed", reply.msg
             ended = await rig.fake.wait_for(lambda r: r.type == "lookin_ended")
         finally:
             await pc.close()
-        assert ended.msg["reason"] == "technical-failure:open-failed"
+        assert ended.msg["reason"] == "technical-failure"
+        assert ended.msg["detail"] == "open-failed"
         assert ended.at - sent < 2 + RELEASE_BOUND + 1, "ended at once, not at expiry"
         assert not rig.fake.of_type("camera"), "never reported open"
         beat = await rig.fake.wait_for(lambda r: r.type == "heartbeat", after=rig.fake.received
                                        .index(ended))
-        assert beat.msg["health"]["last_lookin"] == "technical-failure:open-failed"
+        assert beat.msg["health"]["last_lookin"] == "technical-failure"
+        assert beat.msg["health"]["last_lookin_detail"] == "open-failed"
         assert beat.msg["health"]["camera_present"] is False

@@ -86,6 +86,7 @@ async def test_heartbeat_carries_health(rig: Rig) -> None:
     assert health["version"] == __version__
     assert isinstance(health["free_memory_mb"], int) and health["free_memory_mb"] > 0
     assert "last_lookin" in health and health["plan_version"] is None
+    assert "last_lookin_detail" in health
 
 
 async def test_without_a_signed_plan_every_lookin_is_refused(rig: Rig) -> None:

@@ -11,11 +11,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import schedules
+from camera_agent.backoff import backoff
 from camera_agent.config import AgentConfig
-from camera_agent.gate import Gate, PlanStore, Refusal
+from camera_agent.gate import Gate, PlanStore
 from camera_agent.identity import Identity
-from camera_agent.link import backoff_delay
-from camera_agent.protocol import Ticket, encode_ticket, new_nonce, plan_message
+from camera_agent.protocol import Refusal, Ticket, encode_ticket, new_nonce, plan_message
 
 CAMERA = "cam-unit"
 SERVICE = Ed25519PrivateKey.generate()
@@ -110,7 +110,8 @@ def test_plan_store_keeps_the_last_good_plan_on_disk_and_in_memory(tmp_path: Pat
 
 
 def test_backoff_is_jittered_growing_and_capped() -> None:
-    delays = [[backoff_delay(n, cap=30) for _ in range(200)] for n in range(40)]
+    delays = [[backoff(failures, 0.5, cap=30) for _ in range(200)]
+              for failures in range(1, 41)]
     assert all(0 < d <= 30 for row in delays for d in row)
     assert max(delays[0]) <= 0.5 and min(delays[-1]) >= 15
     assert len({round(d, 6) for d in delays[10]}) > 100, "jittered"
