@@ -64,9 +64,9 @@ export function mmss(seconds) {
   return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
 }
 
-/** A check's or alert's reason; plan reasons carry free text after a colon ("paused: hospital"). */
-export function reasonText(reason) {
-  const [code, ...rest] = String(reason).split(':');
-  const text = t('reason.' + code.trim());
-  return rest.length ? `${text}: ${rest.join(':').trim()}` : text;
+/** A check's or alert's reason code in words, with the free text that goes with it
+ *  (a pause's "hospital"); the two arrive apart and are never parsed out of one string. */
+export function reasonText(code, detail) {
+  const text = t('reason.' + code);
+  return detail ? `${text}: ${detail}` : text;
 }

@@ -41,7 +41,7 @@ function row(c, now) {
   let timing;
   if (c.state === 'planned') timing = t('rounds.opens_in', { time: mmss((opens - now) / 1000) });
   else if (c.state === 'open') timing = t('rounds.closes_in', { time: mmss((closes - now) / 1000) });
-  else timing = t(`state.${c.state}`) + (c.reason ? ` · ${reasonText(c.reason)}` : '');
+  else timing = t(`state.${c.state}`) + (c.reason ? ` · ${reasonText(c.reason, c.reason_detail)}` : '');
   const li = el('li', { class: `check state-${c.state}`, 'data-check': String(c.id) },
     el('span', { class: 'due' }, clock(c.due_at)),
     el('span', { class: 'who' }, c.recipient, c.follow_ups ? el('span', { class: 'pill' }, t('rounds.follow_up')) : ''),
@@ -109,6 +109,14 @@ async function open(check) {
   }
 }
 
+/** How a look-in ended, in words: the most specific translation there is. */
+function endText(code, detail) {
+  for (const key of [`agents.end.${code}.${detail}`, `agents.end.${code}`]) {
+    if (t(key) !== key) return detail && key.endsWith(code) ? `${t(key)} (${detail})` : t(key);
+  }
+  return detail ? `${code}: ${detail}` : code;
+}
+
 /** The picture stopped early: ask how the camera saw it end (e.g. the camera failed). */
 async function explainEnd(lookin) {
   if (!lookin.session) return;
@@ -116,8 +124,7 @@ async function explainEnd(lookin) {
     try {
       const visit = await api(`/api/lookins/${lookin.session}`);
       if (visit.end_reason) {
-        const key = 'agents.end.' + visit.end_reason;
-        panelStatus.textContent = `${t('lookin.ended_early')} ${t(key) === key ? visit.end_reason : t(key)}`;
+        panelStatus.textContent = `${t('lookin.ended_early')} ${endText(visit.end_reason, visit.end_detail)}`;
         return;
       }
     } catch (error) { return; }

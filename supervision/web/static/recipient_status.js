@@ -1,0 +1,41 @@
+// The cards atop a recipient's page (consent, camera, plan version), redrawn after each save.
+import { el, t } from './common.js';
+import { stampText } from './dates.js';
+
+const $ = (id) => document.getElementById(id);
+
+function consentCard(c) {
+  const consent = [el('span', { class: `pill consent-${c.state}` }, t('manage.consent.' + c.state))];
+  if (c.given_on) {
+    consent.push(el('p', {}, c.valid_until ? t('manage.consent.period', { from: c.given_on, until: c.valid_until })
+      : t('manage.consent.period_open', { from: c.given_on })));
+  }
+  if (c.state !== 'valid') consent.push(el('p', { class: 'hint' }, t('manage.consent.none_hint')));
+  return consent;
+}
+
+function cameraCard(cam) {
+  if (!cam) return [el('p', { class: 'muted' }, t('manage.camera.none'))];
+  const state = cam.online ? 'online' : (cam.enrolled ? 'offline' : 'not_enrolled');
+  return [
+    el('p', {}, cam.id, ' ', el('span', { class: 'pill ' + (cam.online ? 'ok' : 'danger') }, t('manage.camera.' + state))),
+    cam.last_seen_at ? el('p', { class: 'muted' }, t('manage.camera.last_seen', { time: stampText(cam.last_seen_at) })) : ''];
+}
+
+function planCard(recipient) {
+  if (recipient.plan_version == null) return [el('p', { class: 'muted' }, t('manage.plan.none'))];
+  const plan = [el('p', {}, t('manage.plan.version', { version: recipient.plan_version, by: recipient.plan_created_by, time: stampText(recipient.plan_created_at) }))];
+  if (recipient.in_force_version !== recipient.plan_version) {
+    plan.push(el('p', { class: 'pill warn' }, t('manage.plan.pending', {
+      version: recipient.plan_version, from: recipient.plan.effective_from,
+      current: recipient.in_force_version == null ? '—' : recipient.in_force_version,
+    })));
+  }
+  return plan;
+}
+
+export function renderStatus(recipient) {
+  $('consent-status').replaceChildren(...consentCard(recipient.consent));
+  $('camera-status').replaceChildren(...cameraCard(recipient.camera));
+  $('plan-status').replaceChildren(...planCard(recipient));
+}
