@@ -17,14 +17,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check schedules camera_agent supervision tests bench
-	$(BIN)/mypy --strict schedules camera_agent/protocol.py
+	$(BIN)/mypy --strict schedules camera_agent supervision
 	$(BIN)/pytest -q -ra
 
 lint: $(STAMP)
 	$(BIN)/ruff check schedules camera_agent supervision tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict schedules camera_agent/protocol.py
+	$(BIN)/mypy --strict schedules camera_agent supervision
 
 bench: $(STAMP)
 	$(BIN)/python bench/ttff.py

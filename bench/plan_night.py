@@ -37,6 +37,7 @@ import schedules
 from supervision import planning
 from supervision.db import make_engine, make_sessionmaker, migrate
 from supervision.models import Check, Plan, Recipient
+from supervision.plans import forget_parsed
 
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 ZONE = ZoneInfo(schedules.DEFAULT_TZ)
@@ -107,7 +108,7 @@ async def measure(engine: AsyncEngine, n: int, repeat: int) -> tuple[float, int]
     runs: list[tuple[float, float]] = []
     for _ in range(repeat):
         await clear_checks(engine)
-        planning.forget_parsed()
+        forget_parsed()
         wall, cpu = time.perf_counter(), time.process_time()
         async with sessions() as db, db.begin():
             made = await planning.materialise(db, now, nights=1)

@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 
-from supervision import lookins, webhook
-from supervision.alerts import PatrolFanout
+import schedules
+from supervision import lookins
 from supervision.api import admin, agents, manage, patrol, staff
 from supervision.api import audit as audit_api
-from supervision.auth import RateLimiter
 from supervision.config import Settings, get_settings
-from supervision.db import make_engine, make_sessionmaker, migrate
-from supervision.errors import ServiceError
+from supervision.db import migrate
+from supervision.errors import BadInput, ServiceError
 from supervision.i18n import Translator, pick_locale
 from supervision.runtime import Runtime
 from supervision.scheduler import NightScheduler
-from supervision.signaling import AgentLinks
-from supervision.tickets import ServerKey
 from supervision.web import admin_pages, audit_pages, manage_pages, pages
 
 log = logging.getLogger("supervision")
@@ -35,19 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
-        await migrate(engine)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        rt = Runtime(settings=settings, engine=engine, sessions=make_sessionmaker(engine),
-                     key=ServerKey.load_or_create(settings.key_file), links=AgentLinks(),
-                     patrol=PatrolFanout(), logins=RateLimiter(settings.login_attempts_per_minute))
+        rt = Runtime.create(settings)
+        await migrate(rt.engine)
 
         async def report(camera_id: str, msg: dict[str, object]) -> None:
             await lookins.on_agent_report(rt, camera_id, dict(msg))
 
         rt.links.on_report = report
         app.state.runtime = rt
-        webhook.attach(rt)  # alert changes also write outbox rows, when a receiver is set
         night = NightScheduler(rt)
         app.state.night = night
         await night.start()
@@ -56,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             night.stop()
-            await engine.dispose()
+            await rt.engine.dispose()
 
     app = FastAPI(title="Nattillsyn supervision", version="0.1.0", lifespan=lifespan)
 
@@ -66,13 +59,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    request.headers.get("accept-language"),
                                    settings.default_locale))
         shown = dict(exc.details)
-        reason = str(shown.get("reason", ""))
-        for family in ("agents.reason.", "agents.end."):  # a camera's reason, in words
-            if family + reason in t.keys():
-                shown["reason"] = t(family + reason)
-                break
+        for name, key in exc.words.items():
+            if key in t.keys():
+                shown[name] = t(key)
         return JSONResponse(status_code=exc.status, content={"detail": {
             "code": exc.code, "message": t(exc.code, **shown), **exc.details}})
+
+    @app.exception_handler(BadInput)
+    async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": exc.items})
 
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError) -> JSONResponse:
@@ -94,6 +89,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(audit_pages.router)
     app.include_router(admin_pages.router)
+    app.openapi = _with_plan_schema(app)  # type: ignore[method-assign]
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"),
               name="static")
     return app
+
+
+def _with_plan_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI schema with the plan's JSON form as the domain describes it, so the
+    documentation and the validation can never disagree."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # cached by FastAPI: this runs once
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+            "PlanDocument", schedules.plan_json_schema())
+        return schema
+    return openapi

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from schedules.canonical import canonical
 from supervision.models import AuditEvent
 
 GENESIS = "0" * 64
@@ -27,16 +28,17 @@ _LOCK_KEY = 0x4E415454  # "NATT"
 
 def entry_hash(prev_hash: str, at: datetime, actor: str, kind: str, subject: str,
                data: dict[str, Any]) -> str:
-    body = json.dumps({"at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-                       "actor": actor, "kind": kind, "subject": subject, "data": data},
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256((prev_hash + "\n" + body).encode()).hexdigest()
+    """sha256 over the previous hash and the entry's canonical JSON (``data`` must be JSON
+    values already: ``append`` stores it that way)."""
+    body = canonical({"at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+                      "actor": actor, "kind": kind, "subject": subject, "data": data})
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
 
 
 async def append(session: AsyncSession, actor: str, kind: str, subject: str,
                  data: dict[str, Any] | None = None, at: datetime | None = None) -> AuditEvent:
     """Add an entry inside the caller's transaction (it commits with what it records)."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     last = (await session.execute(
         select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))).scalar()
@@ -84,3 +86,18 @@ def to_csv(events: Iterable[AuditEvent]) -> str:
         writer.writerow([e.id, e.at.isoformat(), e.actor, e.kind, e.subject,
                          json.dumps(e.data, sort_keys=True, ensure_ascii=False), e.hash])
     return out.getvalue()
+
+
+async def export_csv(session: AsyncSession, since: datetime | None = None,
+                     until: datetime | None = None) -> str:
+    """The log (or the part in ``[since, until)``) as CSV, for log review and auditors."""
+    query = select(AuditEvent).order_by(AuditEvent.id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    return to_csv((await session.execute(query)).scalars())
+
+
+async def count(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count(AuditEvent.id)))).scalar_one())

@@ -14,13 +14,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from supervision.config import Settings, get_settings
-from supervision.db import make_engine, make_sessionmaker, migrate
+from supervision.db import Database, migrate
 
 
 def _serve(settings: Settings) -> None:
@@ -34,20 +37,27 @@ def _serve(settings: Settings) -> None:
                 access_log=False, ws_per_message_deflate=False)
 
 
-async def _with_db(settings: Settings, fn):  # type: ignore[no-untyped-def]
-    engine = make_engine(settings.database_url)
+T = TypeVar("T")
+
+
+async def _with_db(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``fn`` in one transaction on a migrated database."""
+    database = Database.open(settings.database_url)
     try:
-        await migrate(engine)
-        sessions = make_sessionmaker(engine)
-        async with sessions() as db, db.begin():
+        await migrate(database.engine)
+        async with database.write() as db:
             return await fn(db)
     finally:
-        await engine.dispose()
+        await database.engine.dispose()
 
 
-def seed_demo(settings: Settings) -> dict[str, object]:
+def seed_demo(settings: Settings) -> dict[str, Any]:
     from supervision.demo import seed
     return asyncio.run(_with_db(settings, seed))
+
+
+async def _nothing(db: AsyncSession) -> None:
+    """``migrate``: opening the database migrates it; nothing else to do."""
 
 
 def _wait_ready(url: str, timeout: float = 30) -> None:
@@ -79,7 +89,7 @@ def run_demo(settings: Settings, fresh: bool) -> int:
     agents: list[subprocess.Popen[bytes]] = []
     try:
         _wait_ready(url)
-        for cam in world["cameras"]:  # type: ignore[attr-defined]
+        for cam in world["cameras"]:
             cam_dir = state / cam["camera_id"]
             subprocess.run([str(exe / "camera-agent"), "enrol", "--server", url, "--code",
                             cam["code"], "--state-dir", str(cam_dir),
@@ -87,7 +97,7 @@ def run_demo(settings: Settings, fresh: bool) -> int:
             agents.append(subprocess.Popen([str(exe / "camera-agent"), "run", "--config",
                                             str(cam_dir / "agent.toml")]))
         print(f"\n  Nattillsyn demo running at {url}\n")
-        for username, password, role in world["users"]:  # type: ignore[attr-defined]
+        for username, password, role in world["users"]:
             print(f"    {role:8} {username} / {password}")
         print("\n  Three checks fall due within ~10 minutes. Ctrl-C stops everything.\n")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -115,7 +125,7 @@ async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
     if len(password) < 8 and not args.allow_short:
         raise SystemExit("password must have at least 8 characters")
 
-    async def add(db):  # type: ignore[no-untyped-def]
+    async def add(db: AsyncSession) -> None:
         if (await db.execute(select(User).where(User.username == args.username))).scalar():
             raise SystemExit(f"user {args.username} exists")
         db.add(User(username=args.username, display_name=args.name or args.username,
@@ -134,7 +144,7 @@ async def _user_role(settings: Settings, args: argparse.Namespace) -> None:
     if args.role is not None and args.role not in ROLES:
         raise SystemExit(f"role must be one of {', '.join(ROLES)}")
 
-    async def change(db):  # type: ignore[no-untyped-def]
+    async def change(db: AsyncSession) -> None:
         user = (await db.execute(select(User).where(User.username == args.username))).scalar()
         if user is None:
             raise SystemExit(f"no user {args.username}")
@@ -147,7 +157,7 @@ async def _user_role(settings: Settings, args: argparse.Namespace) -> None:
             user.active = False
         after = {"role": user.role, "shift_lead": user.shift_lead, "active": user.active}
         # a changed role takes effect at once: the user's sessions end
-        await db.execute(WebSession.__table__.delete().where(WebSession.user_id == user.id))
+        await db.execute(delete(WebSession).where(WebSession.user_id == user.id))
         await audit.append(db, "cli", "user.changed", f"user:{user.username}",
                            {"before": before, "after": after})
     await _with_db(settings, change)
@@ -155,28 +165,28 @@ async def _user_role(settings: Settings, args: argparse.Namespace) -> None:
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from supervision import audit
-    from supervision.models import AuditEvent
 
-    async def work(db):  # type: ignore[no-untyped-def]
+    async def work(db: AsyncSession) -> list[audit.Problem] | str:
         if args.audit_command == "verify":
             return await audit.verify(db)
-        query = select(AuditEvent).order_by(AuditEvent.id)
-        if args.from_:
-            query = query.where(AuditEvent.at >= datetime.fromisoformat(args.from_)
-                                .replace(tzinfo=UTC))
-        if args.to:
-            query = query.where(AuditEvent.at < datetime.fromisoformat(args.to)
-                                .replace(tzinfo=UTC))
-        return audit.to_csv((await db.execute(query)).scalars())
+        return await audit.export_csv(db, _utc(args.from_), _utc(args.to))
 
     result = asyncio.run(_with_db(settings, work))
-    if args.audit_command == "export":
+    if isinstance(result, str):  # export
         sys.stdout.write(result)
         return 0
     for problem in result:
         print(f"entry {problem.entry_id}: {problem.what}")
     print("audit chain intact" if not result else f"{len(result)} problem(s) found")
     return 0 if not result else 1
+
+
+def _utc(text: str | None) -> datetime | None:
+    """A command-line time: ISO 8601, UTC unless it names its offset."""
+    if not text:
+        return None
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.port = args.port
         _serve(settings)
     elif args.command == "migrate":
-        asyncio.run(_with_db(settings, lambda db: asyncio.sleep(0)))
+        asyncio.run(_with_db(settings, _nothing))
     elif args.command == "seed-demo":
         world = seed_demo(settings)
         print(json.dumps(world) if args.json else world)

@@ -1,26 +1,39 @@
-"""One typed settings object, from the environment (SUPERVISION_*) and an optional TOML file."""
+"""One typed settings object, from the environment (SUPERVISION_*) and an optional TOML file.
+
+Precedence, highest first: values passed in code, the environment, the TOML file named by
+``SUPERVISION_CONFIG``, the defaults here. So an operator can override one value of a
+shared file for one node without editing it.
+"""
 
 from __future__ import annotations
 
 import os
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-def _toml_defaults() -> dict[str, Any]:
-    path = os.environ.get("SUPERVISION_CONFIG")
-    if not path:
-        return {}
-    return tomllib.loads(Path(path).read_text())
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SUPERVISION_", extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("SUPERVISION_CONFIG")
+        toml = (TomlConfigSettingsSource(settings_cls, toml_file=Path(path)),) if path else ()
+        return (init_settings, env_settings, *toml)
 
     database_url: str = "sqlite+aiosqlite:///var/supervision.db"
     data_dir: Path = Path("var")  # server key lives here (mode 0600)
@@ -54,6 +67,11 @@ class Settings(BaseSettings):
     enrolment_hours: float = 24.0
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
 
+    @property
+    def webhook_on(self) -> bool:
+        """An external alarm receiver is configured: alert changes write outbox rows."""
+        return bool(self.webhook_url)
+
     def missed_action_for(self, unit: str) -> str:
         action = self.missed_action_by_unit.get(unit, self.missed_action)
         return action if action in ("dispatch", "alert") else "dispatch"
@@ -72,4 +90,4 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings(**_toml_defaults())
+    return Settings()

@@ -6,9 +6,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, Path, Request
 
 from supervision.auth import COOKIE, csrf_ok, load_session
+from supervision.errors import ServiceError
 from supervision.i18n import Translator, pick_locale
 from supervision.models import User, WebSession
 from supervision.runtime import Runtime
@@ -49,12 +50,12 @@ def require(*roles: str) -> Callable[..., Coroutine[Any, Any, Who]]:
 
     async def dependency(request: Request, current: Who | None = Depends(who)) -> Who:
         if current is None:
-            raise HTTPException(401, "not signed in")
+            raise ServiceError(401, "error.signed_out")
         if current.user.role not in roles:
-            raise HTTPException(403, "this role may not do that")
+            raise ServiceError(403, "error.role")
         if request.method not in ("GET", "HEAD", "OPTIONS") and not csrf_ok(
                 current.session.csrf, request.headers.get("x-csrf-token")):
-            raise HTTPException(403, "missing or wrong CSRF token")
+            raise ServiceError(403, "error.csrf")
         return current
 
     dependency.roles = roles  # type: ignore[attr-defined]

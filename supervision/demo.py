@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
 from supervision import audit
-from supervision.api.agents import code_hash
 from supervision.auth import hash_password
+from supervision.cameras import code_hash
 from supervision.models import Camera, Plan, Recipient, User
 
 USERS = [  # username, password, role, display name, shift lead

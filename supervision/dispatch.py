@@ -33,7 +33,8 @@ async def alert_state(rt: Runtime, user: User, alert_id: int, state: str,
                            {"note": note} if note else {})
         recipient = await db.get(Recipient, alert.recipient_id)
         assert recipient is not None
-        await webhook.enqueue(db, alert, f"alert.{state}", recipient)
+        if rt.settings.webhook_on:
+            await webhook.enqueue(db, alert, f"alert.{state}", recipient)
         data = alert_json(alert, recipient, with_access=True)
     await rt.patrol.broadcast({"type": "alert", "alert": data})
     return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -9,11 +10,29 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ServiceError(Exception):
-    def __init__(self, status: int, code: str, **details: Any) -> None:
+    """A refusal: ``code`` is the message's translation key, ``details`` its values.
+
+    ``words`` names details that are codes themselves, each with the translation key of
+    its words (a camera's refusal ``busy`` -> ``agents.reason.busy``), so the message says
+    "the camera is busy" in the person's language while the JSON keeps the code.
+    """
+
+    def __init__(self, status: int, code: str, *, words: Mapping[str, str] | None = None,
+                 **details: Any) -> None:
         super().__init__(code)
         self.status = status
         self.code = code
+        self.words = dict(words or {})
         self.details = details
+
+
+class BadInput(Exception):
+    """Input that parsed but breaks a rule: 422 in the framework's validation shape,
+    ``{"detail": [{"loc": [...], "msg": ..., "type": ..., ...}]}``, every problem at once."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(str(i.get("msg")) for i in items))
+        self.items = items
 
 
 # --- how refusals look in the OpenAPI schema ---------------------------------------------
@@ -28,7 +47,8 @@ class ErrorDetail(BaseModel):
 
 class ErrorReply(BaseModel):
     """Every refusal but a validation error (422) has this shape; `detail` is a plain
-    sentence for refusals by the framework and the guards (401, 403), else an ErrorDetail."""
+    sentence only where the framework itself refuses (e.g. a malformed request), else an
+    ErrorDetail."""
 
     detail: ErrorDetail | str
 

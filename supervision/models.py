@@ -84,7 +84,8 @@ class Camera(Base):
 
 
 class Plan(Base):
-    """One version of a recipient's plan; the newest version is in force."""
+    """One immutable version of a recipient's plan. A night uses the newest version whose
+    ``effective_from`` (in ``data``) it has reached; see ``supervision.plans.in_force``."""
 
     __tablename__ = "plans"
     __table_args__ = (UniqueConstraint("recipient_id", "version"),)
@@ -110,7 +111,8 @@ class Check(Base):
     follow_ups: Mapped[int] = mapped_column(Integer, default=0)  # how many came before this one
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("checks.id"), nullable=True,
                                                   index=True)
-    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)  # a code
+    reason_detail: Mapped[str | None] = mapped_column(String(256), nullable=True)  # words
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
     max_lookin_seconds: Mapped[int] = mapped_column(Integer, default=30)
@@ -130,7 +132,9 @@ class Visit(Base):
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
     seconds: Mapped[float | None] = mapped_column(nullable=True)
+    #: how it ended, a code: expired, ended, refused, technical-failure, revoked, ...
     end_reason: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    end_detail: Mapped[str | None] = mapped_column(String(256), nullable=True)  # e.g. busy
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 

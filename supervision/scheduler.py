@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from supervision import planning, webhook
-from supervision.api import manage
+from supervision.cameras import push_switched
 from supervision.runtime import Runtime
 from supervision.sweep import redeliver, sweep
 
@@ -29,7 +29,7 @@ class NightScheduler:
             log.info("planned %d checks", made)
         # a plan version whose first night has begun goes to its camera now, not at the
         # camera's next reconnect (else that night's look-ins would be refused)
-        await manage.push_switched(self.rt)
+        await push_switched(self.rt)
 
     async def sweep(self) -> None:
         await sweep(self.rt, started_at=self.started_at)
@@ -38,7 +38,7 @@ class NightScheduler:
         await redeliver(self.rt)
 
     async def deliver_webhooks(self) -> None:
-        await webhook.deliver_due(self.rt)
+        await webhook.deliver_due(self.rt.database, self.rt.settings)
 
     async def start(self) -> None:
         await self.plan()
@@ -49,7 +49,7 @@ class NightScheduler:
                                id="plan", **opts)
         self.scheduler.add_job(self.sweep, "interval", seconds=s.sweep_seconds, id="sweep", **opts)
         self.scheduler.add_job(self.redeliver, "interval", seconds=10, id="redeliver", **opts)
-        if s.webhook_url:
+        if s.webhook_on:
             self.scheduler.add_job(self.deliver_webhooks, "interval",
                                    seconds=s.webhook_poll_seconds, id="webhook", **opts)
         self.scheduler.start()

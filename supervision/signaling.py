@@ -8,22 +8,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import WebSocket
+from fastapi import WebSocket, WebSocketDisconnect
 
-from camera_agent.protocol import encode_message
+from camera_agent.protocol import Refusal, encode_message
 
 log = logging.getLogger("supervision.signaling")
 
 
+async def close_socket(ws: WebSocket, code: int, reason: str) -> None:
+    """Close one socket with a code and reason; a peer that has already gone is fine.
+
+    A close frame holds 123 bytes of reason, which may quote what the peer sent, so it is
+    cut on a character boundary."""
+    try:
+        await ws.close(code=code, reason=reason.encode()[:120].decode("utf-8", "ignore"))
+    except (RuntimeError, WebSocketDisconnect):
+        pass
+
+
 class AgentUnavailable(Exception):
     pass
-
-
-class LookinRefused(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass
@@ -81,7 +85,7 @@ class AgentLinks:
         finally:
             self._pending.pop(session, None)
         if reply["type"] == "refused":
-            raise LookinRefused(str(reply.get("reason", "refused")), str(reply.get("detail", "")))
+            raise Refusal(str(reply.get("reason", "refused")), str(reply.get("detail", "")))
         return reply
 
     async def handle(self, camera_id: str, msg: dict[str, Any]) -> None:

@@ -2,16 +2,20 @@
 
 Idempotent and driven only by the database and the clock, so after a crash the first
 sweep puts everything right: overdue checks end as missed with their alerts, follow-ups
-open on time, and escalations happen late rather than never.
+open on time, and escalations happen late rather than never. What each due check needs
+(its recipient's unit, cameras, unfinished look-ins) is read in one query per kind, not
+one per check, since the writer is held meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from supervision import audit, checks, webhook
 from supervision.alerts import alert_json, patrol_view, raise_alert
@@ -21,26 +25,33 @@ from supervision.runtime import Runtime
 
 log = logging.getLogger("supervision.sweep")
 
+#: a look-in that started inside the window may finish and be recorded this long after it
+LOOKIN_GRACE = timedelta(minutes=2)
+
 
 async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetime) -> None:
     now = now or datetime.now(UTC)
+    s = rt.settings
     pushed: list[dict[str, Any]] = []
-    grace = now - started_at < timedelta(seconds=rt.settings.agent_offline_seconds)
+    grace = now - started_at < timedelta(seconds=s.agent_offline_seconds)
     async with rt.write() as db:
         due = (await db.execute(select(Check).where(
             Check.state.in_((State.PLANNED, State.OPEN)), Check.opens_at <= now)
             .order_by(Check.opens_at))).scalars().all()
+        closing = [c for c in due if c.closes_at < now]
+        opening = [c for c in due if c.closes_at >= now and c.state == State.PLANNED]
+        viewing = await _lookins_in_progress(db, closing, now)
+        units = await _units(db, closing)
+        alive = set() if grace else await _cameras_alive(rt, db, opening, now)
         for check in due:
             step = None
             if check.closes_at < now:
-                if await _lookin_in_progress(db, check, now):
+                if check.id in viewing:
                     continue
-                recipient = await db.get(Recipient, check.recipient_id)
-                unit = recipient.unit if recipient else ""
-                step = checks.close_window(State(check.state),
-                                           missed_action=rt.settings.missed_action_for(unit))
+                step = checks.close_window(State(check.state), missed_action=s.missed_action_for(
+                    units.get(check.recipient_id, "")))
             elif check.state == State.PLANNED:
-                if not grace and not await _camera_alive(rt, db, check, now):
+                if not grace and check.recipient_id not in alive:
                     step = checks.agent_offline(State(check.state))
                 else:
                     step = checks.open_window(State(check.state))
@@ -52,16 +63,17 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
             await audit.append(db, "sweep", f"check.{step.state.value}", f"check:{check.id}",
                                {"reason": step.reason})
             if step.alert is not None:
-                alert = await raise_alert(db, check, step.alert, "sweep")
+                alert = await raise_alert(db, check, step.alert, "sweep", webhook_on=s.webhook_on)
                 pushed.append(await patrol_view(db, alert))
-        late = now - timedelta(minutes=rt.settings.escalate_after_minutes)
+        late = now - timedelta(minutes=s.escalate_after_minutes)
         rows = (await db.execute(select(Alert, Recipient).join(
             Recipient, Recipient.id == Alert.recipient_id).where(
             Alert.state == "new", Alert.escalated_at.is_(None), Alert.created_at <= late))).all()
         for alert, recipient in rows:
             alert.escalated_at = now
             await audit.append(db, "sweep", "alert.escalated", f"alert:{alert.id}", {})
-            await webhook.enqueue(db, alert, "alert.escalated", recipient)
+            if s.webhook_on:
+                await webhook.enqueue(db, alert, "alert.escalated", recipient)
             pushed.append(alert_json(alert, recipient, with_access=True) | {"escalation": True})
     for data in pushed:
         await rt.patrol.broadcast({"type": "alert", "alert": data})
@@ -77,18 +89,34 @@ async def redeliver(rt: Runtime) -> None:
         await rt.patrol.broadcast({"type": "alert", "alert": data, "repeat": True})
 
 
-async def _lookin_in_progress(db: Any, check: Check, now: datetime) -> bool:
-    """A look-in that started inside the window may finish and be recorded after it."""
-    visit = (await db.execute(select(Visit).where(
-        Visit.check_id == check.id, Visit.outcome.is_(None),
-        Visit.expires_at > now - timedelta(minutes=2)).limit(1))).scalar()
-    return visit is not None and (visit.end_reason is None
-                                  or not visit.end_reason.startswith("refused"))
+async def _lookins_in_progress(db: AsyncSession, closing: Sequence[Check],
+                               now: datetime) -> set[int]:
+    """Checks whose window passed while a look-in (not a refused one) may still end."""
+    if not closing:
+        return set()
+    rows = await db.execute(select(Visit.check_id).where(
+        Visit.check_id.in_([c.id for c in closing]), Visit.outcome.is_(None),
+        Visit.expires_at > now - LOOKIN_GRACE,
+        (Visit.end_reason.is_(None)) | (Visit.end_reason != "refused")))
+    return set(rows.scalars())
 
 
-async def _camera_alive(rt: Runtime, db: Any, check: Check, now: datetime) -> bool:
-    cameras = (await db.execute(select(Camera).where(
-        Camera.recipient_id == check.recipient_id, Camera.revoked.is_(False)))).scalars().all()
+async def _units(db: AsyncSession, closing: Sequence[Check]) -> dict[int, str]:
+    ids = {c.recipient_id for c in closing}
+    if not ids:
+        return {}
+    rows = await db.execute(select(Recipient.id, Recipient.unit).where(Recipient.id.in_(ids)))
+    return {rid: unit for rid, unit in rows.all()}
+
+
+async def _cameras_alive(rt: Runtime, db: AsyncSession, opening: Sequence[Check],
+                         now: datetime) -> set[int]:
+    """Recipients (of ``opening``) with a camera linked or heard from recently."""
+    ids = {c.recipient_id for c in opening}
+    if not ids:
+        return set()
     limit = timedelta(seconds=rt.settings.agent_offline_seconds)
-    return any(rt.links.is_online(c.id) or (c.last_seen_at and now - c.last_seen_at < limit)
-               for c in cameras)
+    rows = await db.execute(select(Camera.recipient_id, Camera.id, Camera.last_seen_at).where(
+        Camera.recipient_id.in_(ids), Camera.revoked.is_(False)))
+    return {rid for rid, cid, seen in rows.all()
+            if rt.links.is_online(cid) or (seen is not None and now - seen < limit)}

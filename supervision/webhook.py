@@ -25,28 +25,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
-import random
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import httpx
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from camera_agent.backoff import backoff
+from schedules.canonical import canonical
 from supervision import audit
 from supervision.config import Settings
+from supervision.db import Database
 from supervision.models import Alert, Recipient, WebhookDelivery
-
-if TYPE_CHECKING:  # runtime imports alerts, which calls enqueue
-    from supervision.runtime import Runtime
 
 log = logging.getLogger("supervision.webhook")
 
-#: set in a session's info when this service sends webhooks; the hooks write rows only then
-ENABLED = "webhook_enabled"
 SIGNATURE_HEADER = "X-Nattillsyn-Signature"
 TIMESTAMP_HEADER = "X-Nattillsyn-Timestamp"
 DELIVERY_HEADER = "X-Nattillsyn-Delivery"
@@ -57,17 +54,10 @@ LOOKAHEAD = 500  # pending rows read per run (oldest first)
 Status = Literal["pending", "retrying", "delivered", "failed"]
 
 
-def attach(rt: Runtime) -> None:
-    """Make every session of this runtime write outbox rows, if a receiver is configured."""
-    if rt.settings.webhook_url:
-        rt.sessions.configure(info={ENABLED: True})
-
-
 async def enqueue(db: AsyncSession, alert: Alert, event: str,
-                  recipient: Recipient | None = None) -> WebhookDelivery | None:
-    """Add the event to the outbox in the caller's transaction (nothing if webhooks are off)."""
-    if not db.info.get(ENABLED):
-        return None
+                  recipient: Recipient | None = None) -> WebhookDelivery:
+    """Add the event to the outbox in the caller's transaction (callers ask only when a
+    receiver is configured: ``Settings.webhook_on``)."""
     recipient = recipient or await db.get(Recipient, alert.recipient_id)
     assert recipient is not None
     now = datetime.now(UTC)
@@ -88,10 +78,6 @@ def payload(alert: Alert, recipient: Recipient) -> dict[str, Any]:
         "recipient": {"id": recipient.id, "name": recipient.name,
                       "address": recipient.address},
     }
-
-
-def canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def body_of(row: WebhookDelivery) -> bytes:
@@ -115,13 +101,6 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *,
                                                             signature)
 
 
-def backoff(attempts: int, base: float, cap: float, rnd: float | None = None) -> float:
-    """Seconds to wait after `attempts` failures: exponential, capped, jittered into
-    [half, full] so retries from one outage do not arrive at the receiver all at once."""
-    delay: float = min(cap, base * 2.0 ** max(0, attempts - 1))
-    return delay * (0.5 + 0.5 * (random.random() if rnd is None else rnd))
-
-
 def status_of(row: WebhookDelivery) -> Status:
     if row.delivered_at is not None:
         return "delivered"
@@ -130,16 +109,15 @@ def status_of(row: WebhookDelivery) -> Status:
     return "retrying" if row.attempts else "pending"
 
 
-async def deliver_due(rt: Runtime, now: datetime | None = None) -> int:
+async def deliver_due(database: Database, s: Settings, now: datetime | None = None) -> int:
     """One run of the job: POST what is due, record each answer. Returns attempts made.
 
     No transaction is held while waiting for the receiver: SQLite has one writer, and the
     night's outcomes must not queue behind a slow alarm receiver."""
-    s = rt.settings
-    if not s.webhook_url:
+    if not s.webhook_on:
         return 0
     now = now or datetime.now(UTC)
-    async with rt.read() as db:
+    async with database.read() as db:
         pending = (await db.execute(
             select(WebhookDelivery).where(WebhookDelivery.next_attempt_at.is_not(None))
             .order_by(WebhookDelivery.id).limit(LOOKAHEAD))).scalars().all()
@@ -151,7 +129,7 @@ async def deliver_due(rt: Runtime, now: datetime | None = None) -> int:
         return 0
     async with httpx.AsyncClient(timeout=s.webhook_timeout_seconds) as http:
         answers = await asyncio.gather(*(_post(http, s, row) for row in due))
-    async with rt.write() as db:
+    async with database.write() as db:
         for sent, (code, error) in zip(due, answers, strict=True):
             fresh = await db.get(WebhookDelivery, sent.id)
             if fresh is not None:
@@ -199,3 +177,44 @@ async def _record(db: AsyncSession, s: Settings, row: WebhookDelivery, code: int
         log.warning("webhook delivery %d (%s) attempt %d failed: %s; again in %.1f s",
                     row.id, row.event, row.attempts, error, wait)
     row.history = [*row.history, entry]  # a new list: the JSON column sees the change
+
+
+# --- what admins see of the outbox ---
+
+class DeliveryAttempt(BaseModel):
+    at: datetime
+    status: int | None = Field(description="HTTP status; null when no answer came")
+    error: str | None
+    next: datetime | None = Field(default=None, description="when it was to be tried again")
+
+
+class DeliveryOut(BaseModel):
+    id: int = Field(description="also X-Nattillsyn-Delivery: receivers de-duplicate by it")
+    alert_id: int
+    event: str
+    status: Status
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    history: list[DeliveryAttempt]
+
+
+def delivery_out(row: WebhookDelivery) -> DeliveryOut:
+    history: list[dict[str, Any]] = row.history or []
+    return DeliveryOut(id=row.id, alert_id=row.alert_id, event=row.event,
+                       status=status_of(row), attempts=row.attempts,
+                       created_at=row.created_at, next_attempt_at=row.next_attempt_at,
+                       delivered_at=row.delivered_at, last_status=row.last_status,
+                       last_error=row.last_error,
+                       history=[DeliveryAttempt.model_validate(h) for h in history])
+
+
+async def newest(database: Database, limit: int) -> list[DeliveryOut]:
+    """The newest deliveries, each with its status and every attempt so far."""
+    async with database.read() as db:
+        rows = (await db.execute(select(WebhookDelivery).order_by(WebhookDelivery.id.desc())
+                                 .limit(limit))).scalars().all()
+    return [delivery_out(r) for r in rows]

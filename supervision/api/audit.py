@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import AwareDatetime, BaseModel, BeforeValidator
-from sqlalchemy import select
 
-from supervision import audit
-from supervision.api.deps import RowId, Who, require, runtime
+from supervision import audit, log_review
+from supervision.context import RowId, Who, require, runtime
 from supervision.errors import error_responses
-from supervision.models import AuditEvent, Recipient, User, Visit
+from supervision.log_review import LookinRecord
 from supervision.runtime import Runtime
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 reviewers = require("manager", "admin")
 admin = require("admin")
-
-
-class LookinRecord(BaseModel):
-    session: str
-    check: int
-    camera: str
-    viewer: str
-    viewer_name: str
-    requested_at: datetime
-    ended_at: datetime | None
-    seconds: float | None
-    outcome: str | None
-    end_reason: str | None
 
 
 class ChainReport(BaseModel):
@@ -41,33 +26,19 @@ class ChainReport(BaseModel):
     problems: list[dict[str, object]]
 
 
-async def recipient_lookins(rt: Runtime, recipient_id: int) -> list[LookinRecord]:
-    async with rt.read() as db:
-        if await db.get(Recipient, recipient_id) is None:
-            raise HTTPException(404, "no such recipient")
-        rows = (await db.execute(
-            select(Visit, User).join(User, User.id == Visit.viewer_id)
-            .where(Visit.recipient_id == recipient_id)
-            .order_by(Visit.requested_at.desc()))).all()
-    return [LookinRecord(session=v.id, check=v.check_id, camera=v.camera_id, viewer=u.username,
-                         viewer_name=u.display_name, requested_at=v.requested_at,
-                         ended_at=v.ended_at, seconds=v.seconds, outcome=v.outcome,
-                         end_reason=v.end_reason) for v, u in rows]
-
-
 @router.get("/recipients/{recipient_id}/lookins", response_model=list[LookinRecord],
             responses=error_responses(401, 403, 404))
 async def lookins_of(recipient_id: RowId, rt: Runtime = Depends(runtime),
                      _: Who = Depends(reviewers)) -> list[LookinRecord]:
     """Every look-in at this recipient, newest first: for the person who asks who looked."""
-    return await recipient_lookins(rt, recipient_id)
+    return await log_review.recipient_lookins(rt, recipient_id)
 
 
 @router.get("/verify", response_model=ChainReport, responses=error_responses(401, 403))
 async def verify_chain(rt: Runtime = Depends(runtime), _: Who = Depends(admin)) -> ChainReport:
     async with rt.read() as db:
         problems = await audit.verify(db)
-        count = len((await db.execute(select(AuditEvent.id))).all())
+        count = await audit.count(db)
     return ChainReport(entries=count, intact=not problems,
                        problems=[{"entry": p.entry_id, "what": p.what} for p in problems])
 
@@ -98,11 +69,6 @@ CSV_RESPONSES: dict[int | str, dict[str, object]] = {200: {
 async def export(since: Instant | None = None, until: Instant | None = None,
                  rt: Runtime = Depends(runtime), _: Who = Depends(admin)) -> CsvResponse:
     """CSV of the audit log for log review (the same as `supervision audit export`)."""
-    query = select(AuditEvent).order_by(AuditEvent.id)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
-    if until is not None:
-        query = query.where(AuditEvent.at < until)
     async with rt.read() as db:
-        text = audit.to_csv((await db.execute(query)).scalars())
+        text = await audit.export_csv(db, since, until)
     return CsvResponse(text, headers={"Content-Disposition": "attachment; filename=audit.csv"})

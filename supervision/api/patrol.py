@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 from camera_agent.protocol import CLOSE_AUTH_FAILED, CLOSE_GARBLED, CLOSE_TOO_BIG
 from supervision import dispatch
 from supervision.alerts import active_alerts
-from supervision.api.deps import RowId, Who, require, runtime
 from supervision.auth import COOKIE, load_session
+from supervision.context import RowId, Who, require, runtime
 from supervision.errors import error_responses
 from supervision.runtime import Runtime
+from supervision.signaling import close_socket
 
 router = APIRouter(tags=["patrol"])
 patrol = require("patrol", "admin")
@@ -52,7 +53,7 @@ async def patrol_socket(ws: WebSocket) -> None:
         # accept first: a refusal before the handshake is a bare HTTP 403 the page cannot
         # tell from a network error; 4401 tells it to send the person to the login page
         await ws.accept()
-        await close(ws, CLOSE_AUTH_FAILED, "not signed in as patrol")
+        await close_socket(ws, CLOSE_AUTH_FAILED, "not signed in as patrol")
         return
     await ws.accept()
     rt.patrol.reserve(ws)
@@ -70,15 +71,15 @@ async def patrol_socket(ws: WebSocket) -> None:
                 break
             text = message.get("text")
             if text is None:
-                await close(ws, CLOSE_GARBLED, "binary messages are not accepted")
+                await close_socket(ws, CLOSE_GARBLED, "binary messages are not accepted")
                 break
             if len(text) > MAX_CLIENT_MESSAGE or len(text.encode()) > MAX_CLIENT_MESSAGE:
-                await close(ws, CLOSE_TOO_BIG, "message too big")
+                await close_socket(ws, CLOSE_TOO_BIG, "message too big")
                 break
             try:
                 msg = json.loads(text)
             except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-                await close(ws, CLOSE_GARBLED, "garbled message")
+                await close_socket(ws, CLOSE_GARBLED, "garbled message")
                 break
             if isinstance(msg, dict) and msg.get("type") == "ping":
                 await ws.send_text('{"type":"pong"}')
@@ -86,11 +87,3 @@ async def patrol_socket(ws: WebSocket) -> None:
         pass
     finally:
         rt.patrol.remove(ws)
-
-
-async def close(ws: WebSocket, code: int, reason: str) -> None:
-    """Close this one socket with a reason; a peer that has already gone is fine."""
-    try:
-        await ws.close(code=code, reason=reason)
-    except (RuntimeError, WebSocketDisconnect):
-        pass

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
-from supervision import lookins
-from supervision.api.deps import RowId, Who, require, runtime
-from supervision.checks import ENDED, Outcome
+from supervision import lookins, rounds_board
+from supervision.checks import Outcome
+from supervision.context import RowId, Who, require, runtime
 from supervision.errors import error_responses
-from supervision.models import Alert, Camera, Check, Recipient
+from supervision.rounds_board import Rounds
 from supervision.runtime import Runtime
 
 router = APIRouter(prefix="/api", tags=["staff"])
@@ -40,54 +39,10 @@ class OutcomeRequest(BaseModel):
     session: str | None = Field(default=None, max_length=64)
 
 
-class CheckOut(BaseModel):
-    id: int
-    recipient: str
-    address: str
-    due_at: datetime
-    opens_at: datetime
-    closes_at: datetime
-    state: str
-    reason: str | None
-    follow_ups: int
-    camera_online: bool
-    max_lookin_seconds: int
-    alert: str | None = None
-
-
-class Rounds(BaseModel):
-    now: datetime
-    checks: list[CheckOut]
-    escalations: int
-
-
 @router.get("/rounds", response_model=Rounds, responses=error_responses(401, 403))
 async def rounds(rt: Runtime = Depends(runtime), _: Who = Depends(board_roles)) -> Rounds:
     """Open and overdue checks, those due in the next hours, and the last hour's results."""
-    now = datetime.now(UTC)
-    async with rt.read() as db:
-        rows = (await db.execute(
-            select(Check, Recipient).join(Recipient, Recipient.id == Check.recipient_id)
-            .where(Check.closes_at >= now - timedelta(hours=1),
-                   Check.opens_at <= now + timedelta(hours=6))
-            .order_by(Check.due_at))).all()
-        cams = (await db.execute(select(Camera.recipient_id, Camera.id)
-                                 .where(Camera.revoked.is_(False)))).all()
-        shown = [c.id for c, _ in rows]
-        alerts = dict((await db.execute(select(Alert.check_id, Alert.state)
-                                        .where(Alert.check_id.in_(shown)))).all())
-        escalations = (await db.execute(select(func.count(Alert.id)).where(
-            Alert.escalated_at.is_not(None), Alert.state == "new"))).scalar_one()
-    online: dict[int, bool] = {}
-    for rid, cid in cams:
-        online[rid] = online.get(rid, False) or rt.links.is_online(cid)
-    out = [CheckOut(id=c.id, recipient=r.name, address=r.address, due_at=c.due_at,
-                    opens_at=c.opens_at, closes_at=c.closes_at, state=c.state, reason=c.reason,
-                    follow_ups=c.follow_ups, camera_online=online.get(r.id, False),
-                    max_lookin_seconds=c.max_lookin_seconds, alert=alerts.get(c.id))
-           for c, r in rows if c.state not in ENDED or c.ended_at is None
-           or c.ended_at >= now - timedelta(hours=1)]
-    return Rounds(now=now, checks=out, escalations=escalations)
+    return await rounds_board.board(rt)
 
 
 @router.post("/checks/{check_id}/lookin", response_model=LookinStarted,
@@ -109,7 +64,8 @@ async def end_lookin(session: str, rt: Runtime = Depends(runtime),
 class LookinStatus(BaseModel):
     session: str
     ended_at: datetime | None
-    end_reason: str | None = Field(description="expired, ended, technical-failure:<why>, ...")
+    end_reason: str | None = Field(description="a code: expired, ended, technical-failure, ...")
+    end_detail: str | None = Field(description="e.g. open-failed after technical-failure")
     seconds: float | None
 
 
@@ -120,7 +76,7 @@ async def lookin_status(session: str, rt: Runtime = Depends(runtime),
     """How one's own look-in ended, as the camera reported it (e.g. a camera that failed)."""
     visit = await lookins.own_visit(rt, current.user, session)
     return LookinStatus(session=visit.id, ended_at=visit.ended_at, end_reason=visit.end_reason,
-                        seconds=visit.seconds)
+                        end_detail=visit.end_detail, seconds=visit.seconds)
 
 
 @router.post("/checks/{check_id}/outcome", responses=error_responses(400, 401, 403, 404, 409))

@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from supervision.api.audit import recipient_lookins
-from supervision.api.deps import Who, runtime, translator, who
+from supervision.context import Who, runtime, translator, who
+from supervision.log_review import recipient_lookins
 from supervision.models import Recipient
-from supervision.planning import current_plan
+from supervision.plans import current_plan
 from supervision.runtime import Runtime
 from supervision.web.pages import guard, render
 

@@ -1,8 +1,9 @@
 """The care manager's pages: the recipients list and one recipient's plan editor.
 
 The list is rendered here from the same data the JSON API gives; the editor is a form
-built by static/manage.js on top of the API (draft preview for inline errors and the
-timeline, then save), so the page and the API can never disagree about a plan.
+built by static/plan_editor.js (and the modules it imports) on top of the API (draft
+preview for inline errors and the timeline, then save), so the page and the API can never
+disagree about a plan.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from supervision.api.deps import Who, runtime, translator, who
-from supervision.api.manage import detail, summaries
+import schedules
+from supervision.context import Who, runtime, translator, who
 from supervision.errors import ServiceError
+from supervision.recipients import detail, summaries
 from supervision.runtime import Runtime
 from supervision.web.pages import PAGE_ROLES, guard, render
 
@@ -47,4 +49,9 @@ async def recipient_page(rid: int, request: Request, rt: Runtime = Depends(runti
     except ServiceError as exc:
         return render(request, "manage.html", t, current, status=exc.status, recipients=[],
                       error=exc.code)
-    return render(request, "manage_recipient.html", t, current, recipient=recipient)
+    return render(request, "manage_recipient.html", t, current, recipient=recipient,
+                  blank_plan=schedules.plan_to_dict(BLANK))
+
+
+#: what a new plan starts from in the editor: the domain's defaults, no check times yet
+BLANK = schedules.Plan(check_times=())

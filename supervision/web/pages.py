@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from supervision import audit
-from supervision.api.deps import Who, runtime, translator, who
 from supervision.auth import COOKIE, authenticate, csrf_ok, end_session, start_session
+from supervision.context import Who, runtime, translator, who
 from supervision.i18n import LOCALES, Translator
 from supervision.runtime import Runtime
 

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from supervision.alerts import PatrolFanout
-from supervision.auth import RateLimiter
 from supervision.config import Settings
-from supervision.db import make_engine, make_sessionmaker, migrate
+from supervision.db import Database, make_engine, make_sessionmaker, migrate
 from supervision.demo import seed
 from supervision.runtime import Runtime
-from supervision.signaling import AgentLinks
-from supervision.tickets import ServerKey
 
 
 @pytest.fixture
@@ -23,9 +19,7 @@ async def rt(database_url: str, tmp_path: Path) -> AsyncIterator[Runtime]:
     await migrate(engine)
     await migrate(engine)  # idempotent
     settings = Settings(database_url=database_url, data_dir=tmp_path)
-    runtime = Runtime(settings=settings, engine=engine, sessions=make_sessionmaker(engine),
-                      key=ServerKey.load_or_create(tmp_path / "server.key"), links=AgentLinks(),
-                      patrol=PatrolFanout(), logins=RateLimiter(10))
+    runtime = Runtime.create(settings, Database(engine, make_sessionmaker(engine)))
     async with runtime.write() as db:
         await seed(db)
     try:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 import schedules
-from supervision.api.manage import ConsentStatus, PlanDocument, Skip
 from supervision.i18n import CATALOGS, LOCALES, catalog
+from supervision.preview import Skip
+from supervision.recipients import ConsentStatus
 
 
 def plan_paths(schema: dict[str, Any], defs: dict[str, Any], prefix: str = "") -> set[str]:
@@ -24,6 +25,8 @@ def plan_paths(schema: dict[str, Any], defs: dict[str, Any], prefix: str = "") -
             ref = option.get("$ref") or option.get("items", {}).get("$ref")
             if ref:
                 out |= plan_paths(defs[ref.rsplit("/", 1)[1]], defs, f"{path}.")
+            elif "properties" in option:  # an object described in place
+                out |= plan_paths(option, defs, f"{path}.")
     return out
 
 
@@ -32,7 +35,7 @@ def literal_values(model: Any, field: str) -> list[str]:
 
 
 def dynamic_keys() -> set[str]:
-    schema = PlanDocument.model_json_schema()
+    schema = schedules.plan_json_schema()
     fields = plan_paths(schema, schema.get("$defs", {}))
     assert {"check_times.at", "pauses.reason", "follow_up.max_follow_ups"} <= fields
     assert {p.split(".")[0] for p in fields} == set(

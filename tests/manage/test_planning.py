@@ -14,17 +14,14 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
-from supervision import planning
-from supervision.alerts import PatrolFanout
-from supervision.api.manage import push_switched
-from supervision.auth import RateLimiter
+from supervision import check_rows, planning, plans
+from supervision.cameras import push_switched
 from supervision.checks import State
 from supervision.config import Settings
-from supervision.db import make_engine, make_sessionmaker, migrate
+from supervision.db import Database, make_engine, make_sessionmaker, migrate
 from supervision.models import Camera, Check, Plan, Recipient
 from supervision.runtime import Runtime
-from supervision.signaling import AgentConnection, AgentLinks
-from supervision.tickets import ServerKey
+from supervision.signaling import AgentConnection
 
 # 21:00 in Stockholm on Monday 2026-11-23: tonight is the night of the 23rd
 NOW = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
@@ -40,10 +37,8 @@ def plan(*times: str, **extra: Any) -> dict[str, Any]:
 async def rt(database_url: str, tmp_path: Path) -> AsyncIterator[Runtime]:
     engine = make_engine(database_url)
     await migrate(engine)
-    runtime = Runtime(settings=Settings(database_url=database_url, data_dir=tmp_path),
-                      engine=engine, sessions=make_sessionmaker(engine),
-                      key=ServerKey.load_or_create(tmp_path / "server.key"), links=AgentLinks(),
-                      patrol=PatrolFanout(), logins=RateLimiter(10))
+    runtime = Runtime.create(Settings(database_url=database_url, data_dir=tmp_path),
+                             Database(engine, make_sessionmaker(engine)))
     async with runtime.write() as db:
         db.add(Recipient(id=1, name="R", address="A", access_info="", unit=""))
     try:
@@ -92,7 +87,8 @@ async def test_materialise_is_idempotent_and_replaces_only_what_has_not_opened(
     assert kept.due_at - kept.opens_at == timedelta(minutes=10)
     assert (changed.created, changed.updated, changed.removed) == (4, 1, 6)
     async with rt.write() as db:
-        assert (await planning.materialise(db, NOW, replace=True)).total == 0
+        last = await planning.materialise(db, NOW, replace=True)
+        assert last.created + last.updated + last.removed == 0
 
 
 async def test_a_version_takes_over_from_its_effective_from(rt: Runtime) -> None:
@@ -100,10 +96,10 @@ async def test_a_version_takes_over_from_its_effective_from(rt: Runtime) -> None
         await save(db, plan("22:00"), 1)
         await save(db, plan("23:00", effective_from="2026-11-24"), 2)
         await planning.materialise(db, NOW)
-        assert (await planning.current_plan(db, 1, NOW))[0].version == 1  # type: ignore[index]
+        assert (await plans.current_plan(db, 1, NOW))[0].version == 1  # type: ignore[index]
         tomorrow = NOW + timedelta(days=1)
-        assert (await planning.current_plan(db, 1, tomorrow))[0].version == 2  # type: ignore[index]
-        assert (await planning.newest_plan(db, 1))[0].version == 2  # type: ignore[index]
+        assert (await plans.current_plan(db, 1, tomorrow))[0].version == 2  # type: ignore[index]
+        assert (await plans.newest_plan(db, 1))[0].version == 2  # type: ignore[index]
     assert sorted(await checks(rt)) == ["1:2026-11-23:22:00", "1:2026-11-24:23:00"]
 
 
@@ -112,8 +108,8 @@ async def test_skip_nights_and_consent_make_skipped_checks_that_come_back(rt: Ru
         await save(db, plan("22:00", skip_nights=[{"night": "2026-11-23", "reason": "away"}]), 1)
         await planning.materialise(db, NOW)
     tonight = (await checks(rt))["1:2026-11-23:22:00"]
-    assert (tonight.state, tonight.reason, tonight.actor) == (
-        State.SKIPPED, "skip-night: away", "planner")
+    assert (tonight.state, tonight.reason, tonight.reason_detail, tonight.actor) == (
+        State.SKIPPED, "skip-night", "away", "planner")
     async with rt.write() as db:
         await save(db, plan("22:00"), 2)
         await planning.materialise(db, NOW, recipient_ids=[1], replace=True)
@@ -131,12 +127,13 @@ async def test_bulk_insert_stores_what_the_orm_stores(rt: Runtime) -> None:
     row: dict[str, Any] = {
         "recipient_id": 1, "night": TONIGHT, "due_at": due, "opens_at": due,
         "closes_at": due + timedelta(microseconds=5), "state": "planned", "follow_ups": 0,
-        "parent_id": None, "reason": None, "ended_at": None, "actor": None,
+        "parent_id": None, "reason": None, "reason_detail": None, "ended_at": None,
+        "actor": None,
         "max_lookin_seconds": 30}
     async with rt.write() as db:
         db.add(Check(slot="orm", **row))
         await db.flush()
-        await planning.insert_checks(db, [planning.Row(slot="bulk", **row)])
+        await check_rows.insert_checks(db, [check_rows.Row(slot="bulk", **row)])
     async with rt.read() as db:
         raw = (await db.execute(text(
             "SELECT slot, night, due_at, closes_at FROM checks ORDER BY slot"))).all()
@@ -175,22 +172,24 @@ async def test_a_future_version_is_pushed_once_its_first_night_begins(rt: Runtim
     assert '"version":3' in wire.sent[-1].replace(" ", "")
 
 
-def test_the_planners_decoding_equals_parsing() -> None:
-    """The bulk planner skips re-validating stored rows; it must build the very same plan."""
-    assert planning.DECODES, "schedules.Plan changed: teach planning.decode_stored"
-    full = schedules.plan_to_dict(schedules.parse_plan({
-        "timezone": "Europe/Helsinki", "night_boundary": "13:30", "effective_from": "2027-01-04",
-        "check_times": [{"at": "23:15", "weekdays": [0, 2, 4]}, {"at": "02:00"}],
-        "window_before_minutes": 5, "window_after_minutes": 20, "max_lookin_seconds": 45,
-        "follow_up": {"interval_minutes": 10, "max_follow_ups": 3},
-        "consent": {"given_on": "2026-02-01", "valid_until": "2027-12-31"},
-        "pauses": [{"start": "2027-02-01", "end": "2027-02-09", "reason": "sjukhus"}],
-        "skip_nights": [{"night": "2027-03-01", "reason": "hos sonen"}]}))
-    assert planning.decode_stored(full) == schedules.parse_plan(full)
-    partial = {"check_times": [{"at": "22:00"}]}  # e.g. a demo row: parsed and validated
-    assert planning.decode_stored(partial) == schedules.parse_plan(partial)
-    with pytest.raises(schedules.PlanError):
-        planning.decode_stored({"check_times": [{"at": "22:00"}, {"at": "22:10"}]})
+async def test_the_store_decodes_in_bulk_what_it_parses_one_by_one(rt: Runtime) -> None:
+    """Complete stored rows skip validation in bulk, partial ones are parsed (and cached),
+    an invalid one is left out either way."""
+    async with rt.write() as db:
+        await save(db, plan("22:00", pauses=[
+            {"start": "2026-11-25", "end": "2026-11-27", "reason": "sjukhus"}]), 1)
+        for version, data in ((2, {"check_times": [{"at": "23:00"}]}),
+                              (3, {"check_times": [{"at": "22:00"}, {"at": "22:10"}]})):
+            db.add(Plan(recipient_id=1, version=version, data=data, created_at=NOW,
+                        created_by="t"))
+        await db.flush()
+        ids = [v.id for v in (await plans.versions_of(db))[1]]
+        plans.forget_parsed()
+        bulk = await plans.load_plans(db, ids, bulk=True)
+        one_by_one = await plans.load_plans(db, ids)
+    assert bulk == one_by_one and len(bulk) == 2
+    partial = {"check_times": [{"at": "23:00"}]}
+    assert plans.parse_stored(partial) is plans.parse_stored(dict(partial)), "parsed once"
 
 
 def test_shared_expansion_equals_expand() -> None:

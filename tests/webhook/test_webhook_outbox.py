@@ -13,18 +13,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from camera_agent.backoff import backoff
 from supervision import audit, dispatch, lookins, planning, webhook
-from supervision.alerts import PatrolFanout, raise_alert
-from supervision.api.admin import delivery_out
-from supervision.auth import RateLimiter
+from supervision.alerts import raise_alert
 from supervision.checks import AlertEffect, Outcome, State
 from supervision.config import Settings
-from supervision.db import make_engine, make_sessionmaker, migrate
+from supervision.db import Database, make_engine, make_sessionmaker, migrate
 from supervision.demo import seed
 from supervision.models import Alert, AuditEvent, Check, User, WebhookDelivery
 from supervision.runtime import Runtime
-from supervision.signaling import AgentLinks
-from supervision.tickets import ServerKey
 from tests.webhook.conftest import SECRET, Receiver, signature_ok
 
 MakeRuntime = Callable[..., Runtime]
@@ -41,12 +38,9 @@ async def make_rt(database_url: str, tmp_path: Path) -> AsyncIterator[MakeRuntim
         await planning.plan_all(db)
 
     def make(**settings: Any) -> Runtime:
-        rt = Runtime(settings=Settings(database_url=database_url, data_dir=tmp_path, **settings),
-                     engine=engine, sessions=make_sessionmaker(engine),
-                     key=ServerKey.load_or_create(tmp_path / "server.key"), links=AgentLinks(),
-                     patrol=PatrolFanout(), logins=RateLimiter(10))
-        webhook.attach(rt)
-        return rt
+        return Runtime.create(
+            Settings(database_url=database_url, data_dir=tmp_path, **settings),
+            Database(engine, make_sessionmaker(engine)))
 
     try:
         yield make
@@ -78,7 +72,8 @@ async def test_rows_commit_with_the_alert_or_not_at_all(make_rt: MakeRuntime) ->
         async with rt.write() as db:
             check = await db.get(Check, check_id)
             assert check is not None
-            await raise_alert(db, check, AlertEffect(priority=1, reason="needs-help"), "test")
+            await raise_alert(db, check, AlertEffect(priority=1, reason="needs-help"), "test",
+                              webhook_on=rt.settings.webhook_on)
             raise RuntimeError("the outcome's transaction fails after the alert was written")
     assert await count(rt, Alert) == 0 and await count(rt, WebhookDelivery) == 0
 
@@ -96,7 +91,7 @@ async def test_webhook_off_writes_no_rows(make_rt: MakeRuntime) -> None:
     check_id = await open_a_check(rt)
     await lookins.record_outcome(rt, await user(rt, "natt"), check_id, Outcome.NEEDS_HELP, None)
     assert await count(rt, Alert) == 1 and await count(rt, WebhookDelivery) == 0
-    assert await webhook.deliver_due(rt) == 0
+    assert await webhook.deliver_due(rt.database, rt.settings) == 0
 
 
 async def test_given_up_after_the_last_attempt_and_events_stay_in_order(
@@ -112,7 +107,7 @@ async def test_given_up_after_the_last_attempt_and_events_stay_in_order(
 
     async def run_until(n: int) -> None:
         for _ in range(100):
-            await webhook.deliver_due(rt)
+            await webhook.deliver_due(rt.database, rt.settings)
             if len(receiver.got) >= n:
                 return
             await asyncio.sleep(0.02)
@@ -131,7 +126,7 @@ async def test_given_up_after_the_last_attempt_and_events_stay_in_order(
         failed = [e.data for e in (await db.execute(
             select(AuditEvent).where(AuditEvent.kind == "webhook.failed"))).scalars()]
         assert await audit.verify(db) == []
-    raised, acked = (delivery_out(r) for r in rows)
+    raised, acked = (webhook.delivery_out(r) for r in rows)
     assert (raised.status, raised.attempts, raised.last_status) == ("failed", 2, 503)
     assert raised.next_attempt_at is None and raised.delivered_at is None
     assert [h.status for h in raised.history] == [503, 503]
@@ -139,11 +134,11 @@ async def test_given_up_after_the_last_attempt_and_events_stay_in_order(
     assert (acked.status, acked.attempts, acked.last_status) == ("delivered", 1, 200)
     assert failed == [{"delivery": raised.id, "event": "alert.raised", "attempts": 2,
                        "error": raised.last_error}]
-    assert await webhook.deliver_due(rt) == 0  # nothing left to send
+    assert await webhook.deliver_due(rt.database, rt.settings) == 0  # nothing left to send
     assert len(receiver.got) == 3
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
-    assert [webhook.backoff(n, 2, 300, rnd=1.0) for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
-    assert webhook.backoff(20, 2, 300, rnd=1.0) == 300
-    assert webhook.backoff(3, 2, 300, rnd=0.0) == 4  # never less than half
+    assert [backoff(n, 2, 300, rnd=1.0) for n in (1, 2, 3, 4)] == [2, 4, 8, 16]
+    assert backoff(20, 2, 300, rnd=1.0) == 300
+    assert backoff(3, 2, 300, rnd=0.0) == 4  # never less than half
