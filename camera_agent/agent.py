@@ -30,6 +30,7 @@ from camera_agent.protocol import (
     LOOKIN,
     LOOKIN_ENDED,
     PLAN,
+    PLAN_ACK,
     REFUSED,
     Refusal,
     answer_message,
@@ -135,20 +136,28 @@ class Agent:
         elif kind == PLAN:
             self._plan(msg)
 
-    def _refuse(self, session: str, reason: str, detail: str = "") -> None:
+    def _refuse(self, session: str, reason: str, detail: str = "", **extra: Any) -> None:
         log.warning("refused look-in %s: %s %s", session or "-", reason, detail)
-        self.link.send(REFUSED, session=session, reason=reason, detail=detail[:256])
+        self.link.send(REFUSED, session=session, reason=reason, detail=detail[:256], **extra)
 
     def _plan(self, msg: dict[str, Any]) -> None:
+        """Verify and adopt a plan, then say so: ``plan_ack {version}``, or ``refused`` with
+        the plan's version (the service reports a push only once it is acknowledged)."""
+        version = msg.get("version")
+        version = version if isinstance(version, int) and not isinstance(version, bool) \
+            else None
         try:
             changed = self.plans.accept(require_str(msg, "plan_json"),
-                                        require_str(msg, "signature"), msg.get("version"))
+                                        require_str(msg, "signature"), version)
         except Refusal as exc:
             log.warning("plan rejected, keeping version %s: %s", self.plans.version, exc)
-            self._refuse("", exc.reason, f"plan version {msg.get('version')}: {exc.detail}")
+            self._refuse("", exc.reason, f"plan version {version}: {exc.detail}",
+                         version=version)
             return
         log.info("plan version %s accepted%s", self.plans.version,
                  "" if changed else " (unchanged)")
+        # answers to this very message: pointless to keep in the outbox for a later link
+        self.link.send(PLAN_ACK, durable=False, version=version)
         self._send_heartbeat()  # tells the service at once which plan the device holds
 
     async def _lookin(self, msg: dict[str, Any]) -> None:

@@ -2,8 +2,10 @@
 
 Even a valid ticket is refused outside the windows of the plan the agent holds (signed by
 the service, verified here with the pinned key), so a buggy or compromised central service
-cannot switch a camera on at will. Only one look-in at a time, and never longer than the
-plan's max_lookin_seconds, whatever the ticket says.
+cannot switch a camera on at will. Only one look-in at a time, and it stops at the earliest
+of the ticket's expiry, the plan's max_lookin_seconds from the ticket's start, and the end
+of the plan's window that allowed it (``schedules.authorise``'s ``until``: the window's
+close, extended for a follow-up exactly as the plan allows), whatever the ticket says.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from camera_agent.protocol import (
     verify,
     verify_ticket,
 )
+from schedules.reason import Reason
 
 log = logging.getLogger("camera_agent.gate")
 
@@ -79,12 +82,24 @@ class PlanStore:
         return changed
 
 
+#: Why a look-in is stopped at its stop instant: the end reason's detail (code "expired").
+STOP_TICKET = ""                # the ticket's not_after: the plain "expired"
+STOP_MAX_LOOKIN = "max-lookin"  # the plan's max_lookin_seconds from the ticket's start
+STOP_WINDOW = "window-closed"   # the end of the plan's check window (follow-up allowance incl.)
+
+
 @dataclass(frozen=True)
 class Admission:
-    """A look-in the gate allowed, and the instant (unix s) it must be stopped at."""
+    """A look-in the gate allowed, the instant (unix s) it must be stopped at, and which
+    limit that is (``STOP_*``; the end is reported as ``expired`` with it as detail)."""
 
     ticket: Ticket
     stop_at: float
+    stop_why: str = STOP_TICKET
+
+    @property
+    def stop_reason(self) -> Reason:
+        return Reason("expired", self.stop_why)
 
 
 class Gate:
@@ -117,10 +132,16 @@ class Gate:
         decision = schedules.authorise(plan, datetime.fromtimestamp(now, UTC), ticket.follow_ups)
         if not decision.allowed:
             raise Refusal(decision.code, decision.detail)
-        stop_at = min(ticket.not_after, ticket.not_before + plan.max_lookin_seconds)
+        assert decision.until is not None  # an allowed decision always has its end
+        # the first limit wins; on a tie the ticket's own expiry is named (it is the
+        # service capping its ticket at the same limit)
+        stop_at, why = min((ticket.not_after, STOP_TICKET),
+                           (ticket.not_before + plan.max_lookin_seconds, STOP_MAX_LOOKIN),
+                           (decision.until.timestamp(), STOP_WINDOW),
+                           key=lambda limit: limit[0])
         if stop_at <= now:
-            raise Refusal("expired", "ticket longer than the plan's max_lookin_seconds")
-        admission = Admission(ticket, stop_at)
+            raise Refusal("expired", f"the look-in would already be over ({why or 'ticket'})")
+        admission = Admission(ticket, stop_at, why)
         self.active = admission
         return admission
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -23,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from schedules.canonical import canonical
 
 PROTOCOL_VERSION: Final = 1
-#: Hard cap for one WebSocket message either way; an SDP offer is ~3-6 kB.
+#: Hard cap for one WebSocket message either way (the agent's ``max_size``): an SDP offer
+#: is ~3-6 kB, the largest valid signed plan about 70 % of it (``schedules.plan.MAX_ITEMS``).
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 #: Hard cap on any look-in, whatever a ticket says (the plan allows 10..120 s).
 MAX_LOOKIN_SECONDS: Final = 120
@@ -35,6 +37,7 @@ ANSWER: Final = "answer"
 REFUSED: Final = "refused"
 CAMERA: Final = "camera"
 LOOKIN_ENDED: Final = "lookin_ended"
+PLAN_ACK: Final = "plan_ack"  # {version}: the agent verified and holds this plan version
 # Message types, service -> agent
 CHALLENGE: Final = "challenge"
 WELCOME: Final = "welcome"
@@ -42,7 +45,10 @@ LOOKIN: Final = "lookin"
 END: Final = "end"
 PLAN: Final = "plan"
 
-AGENT_TYPES: Final = frozenset({AUTH, HEARTBEAT, ANSWER, REFUSED, CAMERA, LOOKIN_ENDED})
+AGENT_TYPES: Final = frozenset({AUTH, HEARTBEAT, ANSWER, REFUSED, CAMERA, LOOKIN_ENDED,
+                                PLAN_ACK})
+#: Refusal reasons of a plan (``refused`` with no session, and the plan's ``version``).
+PLAN_REFUSALS: Final = frozenset({"plan-invalid", "plan-bad-signature"})
 SERVICE_TYPES: Final = frozenset({CHALLENGE, WELCOME, LOOKIN, END, PLAN})
 
 # WebSocket close codes (4000-4999 are the application's own)
@@ -96,7 +102,29 @@ def verify(public_key: Ed25519PublicKey, signature_b64: str, message: bytes) -> 
 
 
 def encode_message(msg_type: str, **fields: Any) -> str:
-    return json.dumps({"type": msg_type, **fields}, separators=(",", ":"))
+    """One message as JSON text. Non-ASCII travels as UTF-8, at most 4 bytes a character (as
+    ``\\u`` escapes an emoji in a plan's reason would take 12); text with a lone surrogate,
+    which has no UTF-8 form (a hostile offer), is sent escaped instead, so any message
+    can be sent."""
+    obj = {"type": msg_type, **fields}
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(obj, separators=(",", ":"))
+    return text
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as infinity
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def decode_message(text: str | bytes, allowed: frozenset[str]) -> dict[str, Any]:
@@ -104,8 +132,11 @@ def decode_message(text: str | bytes, allowed: frozenset[str]) -> dict[str, Any]
     if len(text) > MAX_MESSAGE_BYTES:
         raise Refusal("too-big", f"message over {MAX_MESSAGE_BYTES} bytes")
     try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # strict JSON: NaN and Infinity are Python's, not JSON's; and a lone surrogate
+        # ("\ud800") is no text at all: neither may reach a record or a signature
+        obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeError, ValueError) as exc:
         raise Refusal("garbled", "not JSON") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise Refusal("garbled", "not a typed message object")

@@ -1,10 +1,11 @@
 """One look-in on the device: an aiortc peer fed by the camera, with a hard stop.
 
-The stop at the admission's stop instant (ticket expiry, or the plan's max_lookin_seconds
-if shorter) is a timer on the agent's own event loop, so it fires whether or not the link
-to the service is up. Stopping releases the camera first and closes the peer after, so
-the camera never waits on the network. The offer is parsed before the camera opens: a
-malformed offer never switches it on. The only consumer of frames is this peer's track.
+The stop at the admission's stop instant (the earliest of ticket expiry, the plan's
+max_lookin_seconds and the end of the plan's window, see ``gate``) is a timer on the
+agent's own event loop, so it fires whether or not the link to the service is up.
+Stopping releases the camera first and closes the peer after, so the camera never waits
+on the network. The offer is parsed before the camera opens: a malformed offer never
+switches it on. The only consumer of frames is this peer's track.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class LookIn:
         """Parse the offer, then open the camera in parallel with making the answer SDP."""
         remaining = self.admission.stop_at - self._clock()
         self._timer = self._loop.call_later(max(0.0, remaining), self.stop_soon,
-                                           Reason("expired"))
+                                           self.admission.stop_reason)
         # The sending transceiver exists before the offer is applied, so the codec
         # preference (configured codec first, the other as fallback) shapes the answer.
         transceiver = self._pc.addTransceiver("video", direction="sendonly")

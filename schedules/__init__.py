@@ -3,7 +3,7 @@
 Pure and stdlib-only (zoneinfo), no I/O beyond reading the system time-zone database.
 """
 
-from schedules.authorise import Decision, authorise
+from schedules.authorise import Decision, authorise, lookin_until
 from schedules.canonical import canonical
 from schedules.codec import canonical_json, decode_trusted, parse_plan, plan_to_dict
 from schedules.errors import FieldError, PlanError
@@ -41,6 +41,7 @@ __all__ = [
     "decode_trusted",
     "expand",
     "local_to_utc",
+    "lookin_until",
     "night_bounds",
     "night_of",
     "parse_plan",

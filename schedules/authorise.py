@@ -10,6 +10,11 @@ A refusal has a machine ``code`` and a ``detail`` in words; the code is one of
 ``follow-up-limit`` (n above the plan's maximum; checked first), ``no-consent``,
 ``paused``, ``skip-night`` (the instant lies in such a skipped window) or
 ``outside-window`` (in no window at all, including nights before ``effective_from``).
+
+An allowed decision also says until when the look-in may last (``until``): the end of
+the authorising window, extended for the n-th follow-up by exactly the allowance above
+(``lookin_until``). The device stops a look-in there whatever its ticket says, and the
+service caps its tickets by the same rule, so the two can never disagree on the end.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import datetime, timedelta
 from schedules.night import Window, night_of, windows_near
 from schedules.plan import Plan
 
-__all__ = ["Decision", "authorise"]
+__all__ = ["Decision", "authorise", "lookin_until"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +36,26 @@ class Decision:
     code: str  # "ok", or the refusal's machine code (see the module docstring)
     window: Window | None = None
     detail: str = ""  # the refusal in words, for logs and the admins' refusal list
+    #: allowed: the latest instant the look-in may last to (``lookin_until`` of the
+    #: authorising window, the latest if the instant lies in several); refused: None
+    until: datetime | None = None
 
     @property
     def reason(self) -> str:
         """``code``, or ``"<code>: <detail>"``: the one-line form for logs."""
         return f"{self.code}: {self.detail}" if self.detail else self.code
+
+
+def follow_up_extension(plan: Plan, follow_ups: int) -> timedelta:
+    """How far the n-th follow-up may reach past its window's close."""
+    return timedelta(
+        minutes=follow_ups * (plan.follow_up.interval_minutes + plan.window_after_minutes))
+
+
+def lookin_until(plan: Plan, window: Window, follow_ups: int = 0) -> datetime:
+    """The hard end of a look-in in ``window``: its close, or for the n-th follow-up
+    ``closes + n * (interval_minutes + window_after_minutes)``, as ``authorise`` allows."""
+    return window.closes + follow_up_extension(plan, follow_ups)
 
 
 def authorise(plan: Plan, instant: datetime, follow_ups_so_far: int = 0) -> Decision:
@@ -54,12 +74,14 @@ def authorise(plan: Plan, instant: datetime, follow_ups_so_far: int = 0) -> Deci
         return Decision(False, "follow-up-limit", hit,
                         f"follow-up {follow_ups_so_far} requested, "
                         f"the plan allows at most {rule.max_follow_ups}")
-    extra = timedelta(
-        minutes=follow_ups_so_far * (rule.interval_minutes + plan.window_after_minutes))
+    extra = follow_up_extension(plan, follow_ups_so_far)
     hits = [w for w in windows if w.opens <= instant < w.closes + extra]
-    for window in hits:
-        if window.skip is None:
-            return Decision(True, "ok", window)
+    allowed = [w for w in hits if w.skip is None]
+    if allowed:
+        # Each window holding the instant covers it up to its own end without a gap, so
+        # the look-in may last to the latest of them (touching windows, follow-ups).
+        return Decision(True, "ok", allowed[0], until=max(
+            lookin_until(plan, w, follow_ups_so_far) for w in allowed))
     if hits:
         window = hits[0]
         assert window.skip is not None

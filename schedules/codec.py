@@ -23,6 +23,7 @@ from schedules.canonical import canonical
 from schedules.errors import FieldError, PlanError
 from schedules.plan import (
     DEFAULT_TZ,
+    MAX_ITEMS,
     CheckTime,
     Consent,
     FollowUpRule,
@@ -235,6 +236,8 @@ def parse_plan(data: object) -> Plan:
         pauses=pauses or [],
         skip_nights=skips or [],
         boundary=boundary,
+        counts={name: len(value) for name in MAX_ITEMS
+                if isinstance(value := top.get(name), list)},
     ))
     if r.errors:
         raise PlanError(r.errors)

@@ -53,6 +53,8 @@ CODES: Mapping[str, tuple[str, ...]] = {
     "pause.order": ("start", "end"),
     "too-long": ("max",),
     "control-chars": (),
+    "unicode": (),
+    "too-many": ("max", "value"),  # a list longer than MAX_ITEMS allows
 }
 
 #: Values of the ``unit`` param of code ``"range"``.

@@ -50,6 +50,17 @@ MINUTES_PER_NIGHT = 24 * 60
 #: stores no NUL in text, and a reason is shown on one line).
 MAX_REASON = 200
 
+#: Most entries per list. The signed plan travels to the camera as one link message, which
+#: the agent refuses above ``camera_agent.protocol.MAX_MESSAGE_BYTES`` (64 KiB); with every
+#: list full and every reason at ``MAX_REASON`` of the widest characters (4 bytes each on
+#: the wire) the message is about 70 % of that (tests/schedules/test_plan_limits.py), so a
+#: valid plan always reaches its camera. Longer absences are one pause, not many nights.
+MAX_ITEMS: dict[str, int] = {
+    "check_times": 48,
+    "pauses": 20,
+    "skip_nights": 30,
+}
+
 # (low, high) inclusive, per numeric field; shared with the JSON codec's messages.
 RANGES: dict[str, tuple[int, int]] = {
     "window_before_minutes": (0, 120),
@@ -143,6 +154,7 @@ class Plan:
                 pauses=list(enumerate(self.pauses)),
                 skip_nights=list(enumerate(self.skip_nights)),
                 boundary=self.night_boundary,
+                counts={name: len(getattr(self, name)) for name in MAX_ITEMS},
             )
         if errors:
             raise PlanError(errors)
@@ -297,10 +309,13 @@ def semantic_errors(
     pauses: list[tuple[int, Pause]],
     skip_nights: list[tuple[int, SkipNight]],
     boundary: time | None,
+    counts: Mapping[str, int],
 ) -> list[FieldError]:
     """Value rules over well-typed parts; ``None`` parts (unparseable input) are skipped.
 
-    Indices are those of the caller's input, so messages point at what the user wrote.
+    Indices are those of the caller's input, so messages point at what the user wrote;
+    ``counts`` are the lengths of the lists as given (``MAX_ITEMS`` keys), unparseable
+    entries included.
     """
     errors: list[FieldError] = []
     ranged = {"window_before_minutes": before, "window_after_minutes": after, **numbers}
@@ -334,6 +349,11 @@ def semantic_errors(
                     f"weekday must be 0 (Monday) to 6 (Sunday), got {day}",
                     "weekday.range", {"value": day}))
     errors.extend(_check_time_errors(check_times, before, after, boundary))
+    for name, count in sorted(counts.items()):
+        if count > MAX_ITEMS[name]:
+            errors.append(FieldError(
+                name, f"must have at most {MAX_ITEMS[name]} entries, got {count}", "too-many",
+                {"max": MAX_ITEMS[name], "value": count}))
 
     if consent is not None and consent.valid_until is not None \
             and consent.valid_until < consent.given_on:
@@ -367,6 +387,11 @@ def _reason_errors(path: str, reason: str) -> list[FieldError]:
                                  {"max": MAX_REASON}))
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
         errors.append(FieldError(path, "must not contain control characters", "control-chars"))
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in reason):
+        # a lone surrogate (JSON "\\ud800") has no UTF-8 form: such a plan could be stored
+        # but never signed, so it would never reach the camera
+        errors.append(FieldError(path, "must be valid Unicode text (no lone surrogates)",
+                                 "unicode"))
     return errors
 
 

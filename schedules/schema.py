@@ -1,12 +1,12 @@
 """The JSON Schema of the plan's JSON form (draft 2020-12, as OpenAPI 3.1 uses it).
 
 Derived from the domain itself: the ranges (``RANGES``), the defaults (a default ``Plan``
-in ``plan_to_dict``'s form), the time pattern (``TIME_PATTERN``) and the reason limit
-(``MAX_REASON``), so the document cannot drift from what ``parse_plan`` accepts.
-It describes the shape; ``parse_plan`` still decides, since some rules span fields
-(windows must not overlap, a pause must not end before it starts, the time zone must
-exist). Nested objects are inline, so the schema can be placed anywhere in another
-document (an OpenAPI component) without ``$ref`` resolution.
+in ``plan_to_dict``'s form), the time pattern (``TIME_PATTERN``), the reason limit
+(``MAX_REASON``) and the list limits (``MAX_ITEMS``), so the document cannot drift from
+what ``parse_plan`` accepts. It describes the shape; ``parse_plan`` still decides, since
+some rules span fields (windows must not overlap, a pause must not end before it starts,
+the time zone must exist). Nested objects are inline, so the schema can be placed
+anywhere in another document (an OpenAPI component) without ``$ref`` resolution.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import time
 from typing import Any
 
 from schedules.codec import TIME_PATTERN, plan_to_dict
-from schedules.plan import MAX_REASON, RANGES, CheckTime, Plan
+from schedules.plan import MAX_ITEMS, MAX_REASON, RANGES, CheckTime, Plan
 
 __all__ = ["plan_json_schema"]
 
@@ -86,6 +86,7 @@ def plan_json_schema() -> dict[str, Any]:
         "timezone": {"type": "string", "default": defaults["timezone"],
                      "description": "IANA time zone"},
         "check_times": {"type": "array", "items": check_time,
+                        "maxItems": MAX_ITEMS["check_times"],
                         "description": "the agreed local check times"},
         "window_before_minutes": ranged("window_before_minutes", "minutes a look-in may "
                                         "start before the check time",
@@ -96,8 +97,10 @@ def plan_json_schema() -> dict[str, Any]:
                                      defaults["max_lookin_seconds"]),
         "follow_up": follow_up,
         "consent": nullable(consent, "null: no consent, no checks"),
-        "pauses": {"type": "array", "items": pause, "default": defaults["pauses"]},
+        "pauses": {"type": "array", "items": pause, "maxItems": MAX_ITEMS["pauses"],
+                   "default": defaults["pauses"]},
         "skip_nights": {"type": "array", "items": skip_night,
+                        "maxItems": MAX_ITEMS["skip_nights"],
                         "default": defaults["skip_nights"]},
         "night_boundary": hhmm("local time where one night ends and the next begins",
                                default=defaults["night_boundary"]),

@@ -3,6 +3,7 @@ plan each camera holds, and the admins' camera list with the refusals devices re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -13,7 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from camera_agent.protocol import CLOSE_REVOKED, PLAN
+from camera_agent.protocol import CLOSE_REVOKED
 from supervision import audit, plans
 from supervision.errors import ServiceError
 from supervision.models import AuditEvent, Camera, Recipient, Visit
@@ -196,8 +197,20 @@ async def cut_link(rt: Runtime, camera_id: str) -> bool:
     return True
 
 
-async def push_plan(rt: Runtime, camera_id: str) -> bool:
-    """Send the camera its recipient's current plan, signed for that camera."""
+#: How long a plan push waits for the agent's acknowledgement (a linked agent answers in
+#: milliseconds; a save is not held longer than this per camera).
+PLAN_ACK_SECONDS = 5.0
+
+
+async def push_plan(rt: Runtime, camera_id: str, *,
+                    timeout: float = PLAN_ACK_SECONDS) -> bool:
+    """Send the camera its recipient's current plan, signed for that camera.
+
+    True only when the agent acknowledged that version (``plan_ack``) within ``timeout``
+    seconds; False when it is not linked, refused the plan, did not answer, or the plan
+    cannot be signed or sent (a stored plan over the link's limit). Never raises for a
+    plan: a push that fails must not take the agent's link down with it.
+    """
     async with rt.read() as db:
         camera = await db.get(Camera, camera_id)
         if camera is None:
@@ -206,9 +219,13 @@ async def push_plan(rt: Runtime, camera_id: str) -> bool:
     if found is None:
         return False
     row, plan = found
-    plan_json, signature = rt.key.sign_plan(camera_id, plan)
-    return await rt.links.send(camera_id, PLAN, plan_json=plan_json, signature=signature,
-                               version=row.version)
+    try:
+        plan_json, signature = rt.key.sign_plan(camera_id, plan)
+    except (ValueError, TypeError):  # stored before today's rules (e.g. a lone surrogate)
+        log.exception("plan version %s for %s cannot be signed", row.version, camera_id)
+        return False
+    return await rt.links.deliver_plan(camera_id, row.version, timeout,
+                                       plan_json=plan_json, signature=signature)
 
 
 async def enrolled_cameras(db: AsyncSession, recipient_ids: list[int]) -> list[str]:
@@ -238,4 +255,6 @@ async def push_switched(rt: Runtime, now: datetime | None = None) -> list[str]:
                     current[1], now):
                 due.append(rid)
         cameras = await enrolled_cameras(db, due)
-    return [cid for cid in cameras if await push_plan(rt, cid)]
+    # at once, so one camera that does not answer does not hold up the others
+    delivered = await asyncio.gather(*(push_plan(rt, cid) for cid in cameras))
+    return [cid for cid, ok in zip(cameras, delivered, strict=True) if ok]

@@ -40,6 +40,7 @@ from camera_agent.protocol import (
     LOOKIN,
     MAX_MESSAGE_BYTES,
     PLAN,
+    PLAN_ACK,
     WELCOME,
     Ticket,
     decode_message,
@@ -237,11 +238,14 @@ class FakeService:
 
     async def push_plan(self, plan: schedules.Plan, version: int, *,
                         key: Ed25519PrivateKey | None = None, timeout: float = 10) -> None:
-        """Send a plan and wait until the agent's heartbeat says it holds it (if it should)."""
+        """Send a plan and wait until the agent acknowledged it and its heartbeat says it
+        holds it (if it should)."""
         fields = self.signed_plan(plan, version, key=key)
         mark = len(self.received)
         await self.send(PLAN, **fields)
         if key is None:
+            await self.wait_for(lambda r: r.type == PLAN_ACK and r.msg["version"] == version,
+                                timeout, after=mark)
             await self.wait_for(lambda r: r.type == "heartbeat"
                                 and r.msg["health"].get("plan_version") == version,
                                 timeout, after=mark)

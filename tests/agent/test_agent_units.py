@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import schedules
 from camera_agent.backoff import backoff
 from camera_agent.config import AgentConfig
-from camera_agent.gate import Gate, PlanStore
+from camera_agent.gate import STOP_MAX_LOOKIN, STOP_TICKET, STOP_WINDOW, Gate, PlanStore
 from camera_agent.identity import Identity
 from camera_agent.protocol import Refusal, Ticket, encode_ticket, new_nonce, plan_message
+from schedules.reason import Reason
 
 CAMERA = "cam-unit"
 SERVICE = Ed25519PrivateKey.generate()
@@ -72,6 +73,33 @@ def test_stop_is_the_ticket_expiry_or_the_plans_maximum_whichever_first() -> Non
     assert gate_at(at).admit(token(at, seconds=20)).stop_at == at.timestamp() + 20
     long = gate_at(at, plan(max_lookin=30)).admit(token(at, seconds=120))
     assert long.stop_at == at.timestamp() + 30
+
+
+def test_stop_is_at_the_end_of_the_window_that_allowed_it() -> None:
+    """Issue 9: the device stops at the window's close even if the ticket runs longer."""
+    closes = CHECK_AT + timedelta(minutes=15)
+    at = closes - timedelta(seconds=8)
+    admission = gate_at(at).admit(token(at, seconds=30))
+    assert admission.stop_at == closes.timestamp()
+    assert admission.stop_reason == Reason("expired", STOP_WINDOW)
+    # a follow-up: the window extended by 1 * (interval 15 + after 15) minutes
+    until = closes + timedelta(minutes=30)
+    late = until - timedelta(seconds=5)
+    follow_up = gate_at(late).admit(token(late, seconds=30, follow_ups=1))
+    assert follow_up.stop_at == until.timestamp() and follow_up.stop_why == STOP_WINDOW
+
+
+def test_the_first_of_the_three_limits_is_named() -> None:
+    closes = CHECK_AT + timedelta(minutes=15)
+    at = closes - timedelta(seconds=60)
+    by_ticket = gate_at(at).admit(token(at, seconds=20))
+    assert (by_ticket.stop_at, by_ticket.stop_why) == (at.timestamp() + 20, STOP_TICKET)
+    assert by_ticket.stop_reason == Reason("expired")  # the plain end, as before
+    by_plan = gate_at(at, plan(max_lookin=40)).admit(token(at, seconds=100))
+    assert (by_plan.stop_at, by_plan.stop_why) == (at.timestamp() + 40, STOP_MAX_LOOKIN)
+    # a ticket the service capped at the window's end: named as the ticket's expiry
+    capped = gate_at(at, plan(max_lookin=90)).admit(token(at, seconds=60))
+    assert (capped.stop_at, capped.stop_why) == (closes.timestamp(), STOP_TICKET)
 
 
 def test_one_lookin_at_a_time_until_released() -> None:

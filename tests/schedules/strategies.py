@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import date, time, timedelta
 
 from hypothesis import strategies as st
 
 from schedules import CheckTime, Consent, FollowUpRule, Pause, Plan, SkipNight
-from schedules.plan import MAX_REASON, RANGES
+from schedules.plan import MAX_ITEMS, MAX_REASON, RANGES
 
 ZONES = ("Europe/Stockholm", "Europe/Helsinki", "America/New_York", "Australia/Lord_Howe")
 DAY = timedelta(days=1)
@@ -59,4 +60,51 @@ def valid_plans(draw: st.DrawFn) -> Plan:
         skip_nights=tuple(skips),
         night_boundary=boundary,
         effective_from=draw(st.one_of(st.none(), days)),
+    )
+
+
+#: The characters that cost most in the agent link's message: 4 bytes each on the wire
+#: (an emoji as UTF-8; a quote or backslash escaped twice, in the plan's JSON and again in
+#: the message's), and a few cheaper ones for contrast.
+WIDEST = ("😀", '"', "\\", "ö", "\u2028", "\u0085")
+
+
+def longest_timezone() -> str:
+    """The longest time-zone name the plan accepts."""
+    from schedules.localtime import zone
+
+    names = sorted(zoneinfo.available_timezones(), key=lambda n: (-len(n), n))
+    for name in names:
+        try:
+            zone(name)
+        except ValueError:
+            continue
+        return name
+    raise AssertionError("no time zone")
+
+
+def largest_plan(char: str = "😀", *, first_night: date = date(2026, 1, 1)) -> Plan:
+    """A valid plan with every list at its maximum (``MAX_ITEMS``), every reason
+    ``MAX_REASON`` of ``char``, every optional field set, the widest numbers and the
+    longest time zone: the biggest signed plan the service can send."""
+    # a reason of white space alone is empty: one letter first
+    reason = char * MAX_REASON if char.strip() else "x" + char * (MAX_REASON - 1)
+    # 48 checks half an hour apart with 15/15 windows fill the night exactly
+    checks = tuple(CheckTime(time((12 + (15 + 30 * i) // 60) % 24, (15 + 30 * i) % 60))
+                   for i in range(MAX_ITEMS["check_times"]))
+    return Plan(
+        check_times=checks,
+        timezone=longest_timezone(),
+        window_before_minutes=15,
+        window_after_minutes=15,
+        max_lookin_seconds=RANGES["max_lookin_seconds"][1],
+        follow_up=FollowUpRule(RANGES["follow_up.interval_minutes"][1],
+                               RANGES["follow_up.max_follow_ups"][1]),
+        consent=Consent(first_night - DAY, date(2099, 12, 31)),
+        pauses=tuple(Pause(first_night + i * DAY, first_night + (400 + i) * DAY, reason)
+                     for i in range(MAX_ITEMS["pauses"])),
+        skip_nights=tuple(SkipNight(first_night + i * DAY, reason)
+                          for i in range(MAX_ITEMS["skip_nights"])),
+        night_boundary=time(12, 0),
+        effective_from=first_night,
     )

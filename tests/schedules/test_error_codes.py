@@ -55,6 +55,8 @@ INVALID_JSON: list[object] = [
     {**BASE, "skip_nights": [{"night": None, "reason": 5, "extra": 1}]},
     {**BASE, "pauses": [{"start": "2026-02-01", "end": "2026-02-02", "reason": "x" * 201}]},
     {**BASE, "skip_nights": [{"night": "2026-02-10", "reason": "borta\x00"}]},
+    {**BASE, "skip_nights": [{"night": "2026-02-10", "reason": "borta\ud800"}]},
+    {**BASE, "skip_nights": [{"night": "2026-02-10", "reason": "borta"}] * 31},
     {**BASE, "night_boundary": "noon"},
     {**BASE, "effective_from": "tomorrow"},
 ]

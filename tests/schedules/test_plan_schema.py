@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 
 from schedules import Plan, PlanError, parse_plan, plan_json_schema, plan_to_dict
-from schedules.plan import MAX_REASON, RANGES
+from schedules.plan import MAX_ITEMS, MAX_REASON, RANGES
 from tests.schedules.strategies import valid_plans
 
 SCHEMA = plan_json_schema()
@@ -63,6 +63,8 @@ def problems(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
                 out += problems(item, props[key], f"{path}.{key}")
             elif schema.get("additionalProperties") is False:
                 out.append(f"{path}.{key}: not allowed")
+    if isinstance(value, list) and len(value) > schema.get("maxItems", len(value)):
+        out.append(f"{path}: too many items")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             out += problems(item, schema["items"], f"{path}.{i}")
@@ -90,6 +92,8 @@ def test_the_schema_is_derived_from_the_domain() -> None:
             assert prop["default"] == defaults[name], name
     for name in ("pauses", "skip_nights"):
         assert props[name]["items"]["properties"]["reason"]["maxLength"] == MAX_REASON
+    for name, most in MAX_ITEMS.items():
+        assert props[name]["maxItems"] == most, name
     assert plan_json_schema() == SCHEMA and plan_json_schema() is not SCHEMA
 
 
@@ -141,6 +145,13 @@ REFUSED: list[dict[str, Any]] = [
     {**BASE, "skip_nights": [{"night": "2026-02-01", "reason": "rad\nny rad"}]},
     {**BASE, "night_boundary": "noon"},
     {**BASE, "effective_from": "tomorrow"},
+    {**BASE, "check_times": [{"at": f"{h:02d}:{m:02d}"} for h in range(24) for m in (0, 15, 30)
+                             ][: MAX_ITEMS["check_times"] + 1],
+     "window_before_minutes": 0, "window_after_minutes": 1},
+    {**BASE, "pauses": [{"start": "2026-02-01", "end": "2026-02-02", "reason": "x"}]
+     * (MAX_ITEMS["pauses"] + 1)},
+    {**BASE, "skip_nights": [{"night": "2026-02-01", "reason": "x"}]
+     * (MAX_ITEMS["skip_nights"] + 1)},
 ]
 
 

@@ -93,7 +93,8 @@ def test_before_effective_from_there_is_nothing() -> None:
 
 def test_authorise_inside_and_at_the_edges() -> None:
     ok = authorise(PLAN, utc(2026, 1, 12, 21, 30))
-    assert ok == Decision(True, "ok", expand(PLAN, date(2026, 1, 12))[0])
+    window = expand(PLAN, date(2026, 1, 12))[0]
+    assert ok == Decision(True, "ok", window, until=window.closes)
     assert authorise(PLAN, utc(2026, 1, 12, 21, 15)).allowed  # opens: inclusive
     assert authorise(PLAN, utc(2026, 1, 12, 21, 44, 59)).allowed
     closed = authorise(PLAN, utc(2026, 1, 12, 21, 45))  # closes: exclusive
