@@ -1,8 +1,10 @@
-"""Append-only audit log as a hash chain: any changed, removed or inserted row shows.
+"""Append-only audit log as a hash chain.
 
 Each entry's hash covers its content and the previous entry's hash. Appends are
 serialised (PostgreSQL advisory transaction lock; one writer on SQLite) and prev_hash is
-unique, so the chain can never fork.
+unique, so the chain can never fork. The chain alone shows a changed, removed or inserted
+row, but not the newest rows removed, nor a change followed by recomputing every later
+hash (the algorithm is public): ``audit_anchor`` checkpoints the head outside the database.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +23,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schedules.canonical import canonical
+from supervision.i18n import Translator
 from supervision.models import AuditEvent
+
+log = logging.getLogger("supervision.audit")
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x4E415454  # "NATT"
@@ -54,8 +60,31 @@ async def append(session: AsyncSession, actor: str, kind: str, subject: str,
 
 @dataclass(frozen=True)
 class Problem:
-    entry_id: int
-    what: str
+    """One thing wrong with the log or its witness: ``code`` names the i18n key
+    ``audit.problem.<code>``, ``words`` fill it in. ``entry_id`` is the chain entry it is
+    about, ``source``/``line`` the witness line (when it is about one)."""
+
+    entry_id: int | None
+    code: str
+    words: Mapping[str, object] = field(default_factory=dict)
+    source: str | None = None
+    line: int | None = None
+
+    def text(self, t: Translator | None = None) -> str:
+        return (t or Translator("en"))(f"audit.problem.{self.code}", **self.words)
+
+    @property
+    def what(self) -> str:
+        """In English: the command line's words."""
+        return self.text()
+
+    @property
+    def place(self) -> str:
+        if self.line is not None:
+            return f"{self.source} line {self.line}"
+        if self.source is not None:
+            return self.source
+        return f"entry {self.entry_id}" if self.entry_id is not None else "checkpoints"
 
 
 def verify_chain(events: Iterable[AuditEvent]) -> list[Problem]:
@@ -63,19 +92,35 @@ def verify_chain(events: Iterable[AuditEvent]) -> list[Problem]:
     prev = GENESIS
     for event in events:
         if event.prev_hash != prev:
-            problems.append(Problem(event.id, "chain broken before this entry "
-                                    "(an entry was removed or inserted)"))
+            problems.append(Problem(event.id, "chain_broken"))
         recomputed = entry_hash(event.prev_hash, event.at, event.actor, event.kind,
                                 event.subject, event.data)
         if recomputed != event.hash:
-            problems.append(Problem(event.id, "entry content changed"))
+            problems.append(Problem(event.id, "content_changed"))
         prev = event.hash
     return problems
 
 
+async def all_entries(session: AsyncSession) -> list[AuditEvent]:
+    return list((await session.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars())
+
+
 async def verify(session: AsyncSession) -> list[Problem]:
-    rows = (await session.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars()
-    return verify_chain(rows)
+    """The chain alone (no witness): changed, removed or inserted entries by id."""
+    return verify_chain(await all_entries(session))
+
+
+# --- export ------------------------------------------------------------------------
+
+#: what makes a spreadsheet read a cell as a formula (OWASP "CSV injection"); a leading
+#: quote is escaped too, so the rule reads back: drop one leading quote from any cell
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def spreadsheet_cell(value: str) -> str:
+    """``value`` as a cell a spreadsheet shows as text, never runs: a cell that starts
+    like a formula gets a leading single quote."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def to_csv(events: Iterable[AuditEvent]) -> str:
@@ -83,8 +128,9 @@ def to_csv(events: Iterable[AuditEvent]) -> str:
     writer = csv.writer(out)
     writer.writerow(["id", "at", "actor", "kind", "subject", "data", "hash"])
     for e in events:
-        writer.writerow([e.id, e.at.isoformat(), e.actor, e.kind, e.subject,
-                         json.dumps(e.data, sort_keys=True, ensure_ascii=False), e.hash])
+        row = [str(e.id), e.at.isoformat(), e.actor, e.kind, e.subject,
+               json.dumps(e.data, sort_keys=True, ensure_ascii=False), e.hash]
+        writer.writerow([spreadsheet_cell(cell) for cell in row])
     return out.getvalue()
 
 

@@ -1,4 +1,5 @@
-"""The service's Ed25519 key: signs look-in tickets and plans for the agents.
+"""The service's Ed25519 key: signs look-in tickets and plans for the agents, and the
+audit log's checkpoints.
 
 The agents pin its public half at enrolment. The private key file is created 0600 and
 never leaves the data directory.
@@ -19,6 +20,10 @@ class ServerKey:
         self._identity = identity
 
     @classmethod
+    def load(cls, path: Path) -> ServerKey:
+        return cls(Identity.load(path))
+
+    @classmethod
     def load_or_create(cls, path: Path) -> ServerKey:
         if path.exists():
             return cls(Identity.load(path))
@@ -35,6 +40,11 @@ class ServerKey:
                         not_before=round(start, 3), not_after=round(start + seconds, 3),
                         nonce=new_nonce(), follow_ups=follow_ups)
         return ticket, encode_ticket(ticket, self._identity.sign_raw)
+
+    def sign_checkpoint(self, message: bytes) -> str:
+        """An audit checkpoint's signature (``audit_anchor.checkpoint_message``: its own
+        domain prefix, so it can never pass as a ticket's, a plan's or an answer's)."""
+        return self._identity.sign(message)
 
     def sign_plan(self, camera_id: str, plan: Plan) -> tuple[str, str]:
         """(plan_json, signature): the agent verifies these exact bytes, then parses them."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
-from supervision import audit, log_review
-from supervision.context import RowId, Who, require, runtime
+from supervision import audit, audit_anchor, log_review
+from supervision.context import RowId, Who, require, runtime, translator
 from supervision.errors import error_responses
 from supervision.log_review import LookinRecord
 from supervision.runtime import Runtime
@@ -20,10 +20,36 @@ reviewers = require("manager", "admin")
 admin = require("admin")
 
 
+class CheckpointProblem(BaseModel):
+    code: str  # audit.problem.<code>
+    what: str  # in the reader's language
+    entry: int | None  # the chain entry it is about
+    source: str | None  # the witness (file) it is about
+    line: int | None  # the witness line it is about
+
+
+class LatestCheckpoint(BaseModel):
+    entry: int
+    hash: str
+    count: int
+    at: str
+    reason: str
+
+
+class CheckpointReport(BaseModel):
+    """The chain against the signed checkpoints in the service's witness file."""
+    witnesses: list[str]
+    verified: int  # checkpoints whose signature verified with the server's key
+    latest: LatestCheckpoint | None  # the one naming the newest entry
+    unanchored: int  # entries after it: not yet covered by any checkpoint
+    problems: list[CheckpointProblem]
+
+
 class ChainReport(BaseModel):
     entries: int
-    intact: bool
-    problems: list[dict[str, object]]
+    intact: bool  # no problem in the chain nor against the checkpoints
+    problems: list[dict[str, object]]  # the chain's own, per entry
+    checkpoints: CheckpointReport
 
 
 @router.get("/recipients/{recipient_id}/lookins", response_model=list[LookinRecord],
@@ -35,12 +61,26 @@ async def lookins_of(recipient_id: RowId, rt: Runtime = Depends(runtime),
 
 
 @router.get("/verify", response_model=ChainReport, responses=error_responses(401, 403))
-async def verify_chain(rt: Runtime = Depends(runtime), _: Who = Depends(admin)) -> ChainReport:
+async def verify_chain(request: Request, rt: Runtime = Depends(runtime),
+                       who: Who = Depends(admin)) -> ChainReport:
+    """The same as `supervision audit verify` with the service's own witness and key."""
+    t = translator(request, who.user)
     async with rt.read() as db:
-        problems = await audit.verify(db)
-        count = await audit.count(db)
-    return ChainReport(entries=count, intact=not problems,
-                       problems=[{"entry": p.entry_id, "what": p.what} for p in problems])
+        report = await audit_anchor.check(db, [audit_anchor.Witness(rt.settings.audit_witness)],
+                                   [rt.key.public_key_b64])
+    latest = report.latest
+    return ChainReport(
+        entries=report.entries, intact=report.intact,
+        problems=[{"entry": p.entry_id, "code": p.code, "what": p.text(t)}
+                  for p in report.chain],
+        checkpoints=CheckpointReport(
+            witnesses=report.witnesses, verified=report.verified,
+            latest=LatestCheckpoint(entry=latest.entry, hash=latest.hash, count=latest.count,
+                                    at=latest.at, reason=latest.reason) if latest else None,
+            unanchored=report.unanchored,
+            problems=[CheckpointProblem(code=p.code, what=p.text(t), entry=p.entry_id,
+                                        source=p.source, line=p.line)
+                      for p in report.anchor]))
 
 
 class CsvResponse(PlainTextResponse):
