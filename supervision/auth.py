@@ -6,7 +6,8 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -41,25 +42,87 @@ def _digest(token: str) -> str:
 
 
 class RateLimiter:
-    """Login attempts a minute, in memory: N per username, 5N per address (an office or a
-    care unit shares one address behind NAT, so the address limit is the looser one)."""
+    """Failed logins in a sliding minute, in memory, such that guessing stays slow and
+    nobody can lock a person out of their own account by failing in their name.
 
-    def __init__(self, per_minute: int) -> None:
+    With N = ``per_minute``:
+    - an address gets at most 5N failures (a care unit or an office shares one address
+      behind NAT, so this is the loose limit);
+    - a user from one address gets at most N;
+    - a user with N failures from anywhere is "under attack": an address that has itself
+      failed for that user is then refused until its failures age out, and every other
+      attempt for that user waits ``delay`` seconds before the password is checked.
+
+    So a guesser on one address gets N guesses a minute; a distributed guesser, one guess
+    per address a minute once the user is under attack, each held for the delay; and the
+    real person, from an address that has not failed for them, always gets in (a second
+    later while the attack lasts). A per-user limit that refused every address would hand
+    any stranger a way to lock a night nurse out at the start of a shift; this one cannot,
+    because failures from elsewhere never refuse a clean address.
+
+    Every attempt counts as a failure from the moment it is let through, so a burst of
+    parallel guesses cannot all pass the check before the first is judged; a success takes
+    its own attempt back and clears that user's failures from that address. The address is
+    the peer's, or what a trusted proxy forwarded (``Settings.trusted_proxies``): a client
+    cannot choose it. Keys with nothing in the window are dropped, so the memory held is
+    bounded by the attempts of the last minute.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(self, per_minute: int, delay: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.per_minute = per_minute
-        self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.delay = delay
+        self._clock = clock
+        self._fails: dict[str, deque[float]] = {}
+        self._pruned = clock()
 
-    def _hit(self, key: str, limit: int, now: float) -> bool:
-        hits = self._hits[key]
-        while hits and hits[0] < now - 60:
+    def attempt(self, username: str, address: str) -> float | None:
+        """None: refuse this attempt. Else the seconds to wait before checking it."""
+        now = self._clock()
+        self._prune(now)
+        keys = self._keys(username, address)
+        by_address, by_pair, by_user = (self._count(key, now) for key in keys)
+        if by_address >= 5 * self.per_minute or by_pair >= self.per_minute:
+            return None
+        under_attack = by_user >= self.per_minute
+        if under_attack and by_pair:
+            return None
+        for key in keys:
+            self._fails.setdefault(key, deque()).append(now)
+        return self.delay if under_attack else 0.0
+
+    def succeeded(self, username: str, address: str) -> None:
+        """The attempt let through last was right: it was no failure."""
+        by_address, by_pair, by_user = self._keys(username, address)
+        for key in (by_address, by_user):
+            hits = self._fails.get(key)
+            if hits:
+                hits.pop()
+        self._fails.pop(by_pair, None)
+
+    @staticmethod
+    def _keys(username: str, address: str) -> tuple[str, str, str]:
+        user = username.lower()
+        return f"a {address}", f"p {address} {user}", f"u {user}"
+
+    def _count(self, key: str, now: float) -> int:
+        hits = self._fails.get(key)
+        if hits is None:
+            return 0
+        while hits and hits[0] <= now - self.WINDOW:
             hits.popleft()
-        hits.append(now)
-        return len(hits) <= limit
+        if not hits:
+            del self._fails[key]
+        return len(hits)
 
-    def allow(self, username: str, address: str) -> bool:
-        now = time.monotonic()
-        user_ok = self._hit("user:" + username.lower(), self.per_minute, now)
-        address_ok = self._hit("addr:" + address, self.per_minute * 5, now)
-        return user_ok and address_ok
+    def _prune(self, now: float) -> None:
+        if now - self._pruned < self.WINDOW:
+            return
+        self._pruned = now
+        for key in list(self._fails):
+            self._count(key, now)
 
 
 async def authenticate(db: AsyncSession, username: str, password: str) -> User | None:
@@ -94,6 +157,25 @@ async def load_session(db: AsyncSession, token: str | None) -> tuple[User, WebSe
 
 async def end_session(db: AsyncSession, token: str) -> None:
     await db.execute(delete(WebSession).where(WebSession.id == _digest(token)))
+
+
+async def live_sessions(db: AsyncSession,
+                        session_ids: set[str]) -> dict[str, tuple[int, str, datetime]]:
+    """Of these session ids (``web_sessions.id``), those valid now: the row exists, it has
+    not expired and its user is active; each as (user id, role, expires_at). One query per
+    900 ids (SQLite's bound on parameters), so one for the open patrol sockets of a node."""
+    now = datetime.now(UTC)
+    ids = sorted(session_ids)
+    found: dict[str, tuple[int, str, datetime]] = {}
+    for start in range(0, len(ids), 900):
+        rows = await db.execute(
+            select(WebSession.id, WebSession.user_id, User.role, WebSession.expires_at)
+            .join(User, User.id == WebSession.user_id)
+            .where(WebSession.id.in_(ids[start:start + 900]), WebSession.expires_at > now,
+                   User.active.is_(True)))
+        for session_id, user_id, role, expires_at in rows.all():
+            found[session_id] = (user_id, role, expires_at)
+    return found
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

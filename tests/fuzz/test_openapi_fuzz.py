@@ -70,14 +70,16 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
     svc = make_service(Path(tmp_path_factory.mktemp("fuzz")))
     svc.start()
     try:
-        schema = schemathesis.openapi.from_url(svc.url + "/openapi.json")
-        served = sorted((op.ok().method.upper(), op.ok().path)
-                        for op in schema.get_all_operations())
-        assert served == OPERATIONS, "the served schema is the application's"
         auth: dict[str, tuple[dict[str, str], dict[str, str]]] = {ANON: ({}, {})}
         for role, username in LOGINS.items():
             person = Person(svc.url, username)
             auth[role] = (dict(person.http.cookies), {"X-CSRF-Token": person.csrf})
+        # the schema is served to signed-in people only
+        schema = schemathesis.openapi.from_url(svc.url + "/openapi.json",
+                                               cookies=auth["staff"][0])
+        served = sorted((op.ok().method.upper(), op.ok().path)
+                        for op in schema.get_all_operations())
+        assert served == OPERATIONS, "the served schema is the application's"
         with requests.Session() as http:
             yield Fuzz(svc, schema, http, auth)
     finally:
