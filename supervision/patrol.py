@@ -2,6 +2,13 @@
 
 It holds sockets and queues, never alert rows: ``alerts`` writes the rows, and whoever
 committed a change hands the patrol's view of it to ``broadcast``.
+
+Every socket is held by one web session (``web_sessions.id``) of one user, and lives no
+longer than that session: ``end_session`` and ``end_user`` close a session's or a user's
+sockets at once (logout calls the first; a notification from another node could call
+either), ``keep_live`` closes those whose session another process ended or changed (the
+scheduler's re-validation job), and a socket whose session has expired is closed instead
+of being sent to.
 """
 
 from __future__ import annotations
@@ -9,11 +16,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Set
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
 
 from fastapi import WebSocket
 
 log = logging.getLogger("supervision.patrol")
+
+#: the session holding the socket ended (signed out, disabled, role changed, expired): the
+#: page sends the person to the login page. 4401 is "not authenticated" at connect.
+CLOSE_SESSION_ENDED: Final = 4440
+#: the page is on another origin than the service's own (``Settings.public_url``)
+CLOSE_WRONG_ORIGIN: Final = 4403
+
+
+@dataclass
+class Holder:
+    """Who holds a socket: the web session, its user, the roles that may hold this kind of
+    socket, and when the session expires (wall clock, seconds since the epoch)."""
+
+    session_id: str
+    user_id: int
+    roles: frozenset[str]
+    expires: float
+
+    def expired(self) -> bool:
+        return time.time() >= self.expires
 
 
 class _Outbox:
@@ -21,10 +52,11 @@ class _Outbox:
     complete without suspending, so a broadcast is one enqueue per client, not one task and
     one timer per client; a slow client holds up only its own queue."""
 
-    __slots__ = ("first", "queue", "task", "ws")
+    __slots__ = ("first", "holder", "queue", "task", "ws")
 
-    def __init__(self, ws: WebSocket, limit: int) -> None:
+    def __init__(self, ws: WebSocket, holder: Holder, limit: int) -> None:
         self.ws = ws
+        self.holder = holder
         self.queue: asyncio.Queue[str] = asyncio.Queue(limit)
         self.task: asyncio.Task[None] | None = None
         self.first: str | None = None  # the snapshot, sent before anything queued
@@ -32,9 +64,17 @@ class _Outbox:
     async def run(self, fanout: PatrolFanout) -> None:
         try:
             if self.first is not None:
+                if self.holder.expired():
+                    fanout.drop(self.ws, CLOSE_SESSION_ENDED, "session expired")
+                    return
                 await self.ws.send_text(self.first)
             while True:
                 text = await self.queue.get()
+                # the session may have run out since the last re-validation: never send
+                # door codes to it, not even once
+                if self.holder.expired():
+                    fanout.drop(self.ws, CLOSE_SESSION_ENDED, "session expired")
+                    return
                 await self.ws.send_text(text)
         except asyncio.CancelledError:
             raise
@@ -58,15 +98,21 @@ class PatrolFanout:
     def clients(self) -> set[WebSocket]:
         return set(self._outboxes)
 
-    def reserve(self, ws: WebSocket) -> None:
+    def session_ids(self) -> set[str]:
+        """The sessions holding open sockets, for the re-validation job's one query."""
+        return {outbox.holder.session_id for outbox in self._outboxes.values()}
+
+    def reserve(self, ws: WebSocket, holder: Holder) -> None:
         """Register before reading the snapshot: an alert committed meanwhile is queued,
         not lost between the read and the registration."""
-        self._outboxes[ws] = _Outbox(ws, self._limit)
+        self._outboxes[ws] = _Outbox(ws, holder, self._limit)
 
     async def add(self, ws: WebSocket, alerts: list[dict[str, Any]]) -> None:
+        """Start sending: the snapshot first, then what was queued. Nothing if the socket
+        was dropped since ``reserve`` (its session ended: it is being closed)."""
         outbox = self._outboxes.get(ws)
         if outbox is None:
-            outbox = self._outboxes[ws] = _Outbox(ws, self._limit)
+            return
         outbox.first = json.dumps({"type": "snapshot", "alerts": alerts})
         outbox.task = asyncio.create_task(outbox.run(self), name="patrol-outbox")
 
@@ -75,6 +121,52 @@ class PatrolFanout:
         if outbox is not None and outbox.task is not None \
                 and outbox.task is not asyncio.current_task():
             outbox.task.cancel()
+
+    def drop(self, ws: WebSocket, code: int, reason: str) -> None:
+        """Stop sending to ``ws`` now and close it with ``code`` (in the background: a
+        socket that cannot take even a close frame must not hold up the caller)."""
+        self.remove(ws)
+        task = asyncio.create_task(self._close(ws, code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def end_session(self, session_id: str, reason: str = "signed out") -> int:
+        """Close every socket held by this web session; how many."""
+        return self._end(lambda h: h.session_id == session_id, reason)
+
+    def end_user(self, user_id: int, reason: str = "user changed") -> int:
+        """Close every socket held by any session of this user; how many."""
+        return self._end(lambda h: h.user_id == user_id, reason)
+
+    def keep_live(self, asked: Set[str],
+                  live: Mapping[str, tuple[int, str, datetime]]) -> int:
+        """``live`` is what the database says of the sessions ``asked`` about
+        (``auth.live_sessions``: only those that exist, have not expired and whose user is
+        active, as (user id, role, expires_at)). Close every socket of an asked session that
+        is not live or whose user's role may no longer hold it; keep the others' expiry up to
+        date. Sockets opened while the question was out are not judged (their session was
+        checked as they opened). How many were closed."""
+        closed = 0
+        for ws, outbox in list(self._outboxes.items()):
+            holder = outbox.holder
+            if holder.session_id not in asked:
+                continue
+            found = live.get(holder.session_id)
+            if found is None or found[0] != holder.user_id or found[1] not in holder.roles:
+                self.drop(ws, CLOSE_SESSION_ENDED,
+                          "session ended" if found is None else "role changed")
+                closed += 1
+            else:
+                holder.expires = found[2].timestamp()
+        if closed:
+            log.info("closed %d patrol socket(s) whose session ended", closed)
+        return closed
+
+    def _end(self, matches: Callable[[Holder], bool], reason: str) -> int:
+        gone = [ws for ws, outbox in self._outboxes.items() if matches(outbox.holder)]
+        for ws in gone:
+            self.drop(ws, CLOSE_SESSION_ENDED, reason)
+        return len(gone)
 
     async def broadcast(self, message: dict[str, Any]) -> int:
         """Serialised once, queued for every client; returns how many clients it was queued for."""
@@ -87,16 +179,13 @@ class PatrolFanout:
             except asyncio.QueueFull:
                 log.warning("patrol client too slow: %d messages waiting; closing it",
                             outbox.queue.qsize())
-                self.remove(ws)
-                task = asyncio.create_task(self._close(ws))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                self.drop(ws, 1013, "too slow")
         return queued
 
     @staticmethod
-    async def _close(ws: WebSocket) -> None:
+    async def _close(ws: WebSocket, code: int, reason: str) -> None:
         try:
             async with asyncio.timeout(5):
-                await ws.close(code=1013, reason="too slow")
+                await ws.close(code=code, reason=reason)
         except Exception:  # uvicorn's keepalive ends a socket that cannot even take a close
             pass

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
@@ -12,14 +14,17 @@ from pydantic import BaseModel, Field
 from camera_agent.protocol import CLOSE_AUTH_FAILED, CLOSE_GARBLED, CLOSE_TOO_BIG
 from supervision import dispatch
 from supervision.alerts import active_alerts
-from supervision.auth import COOKIE, load_session
+from supervision.auth import COOKIE, live_sessions, load_session
 from supervision.context import RowId, Who, require, runtime
 from supervision.errors import error_responses
+from supervision.patrol import CLOSE_SESSION_ENDED, CLOSE_WRONG_ORIGIN, Holder
 from supervision.runtime import Runtime
 from supervision.signaling import close_socket
 
 router = APIRouter(tags=["patrol"])
-patrol = require("patrol", "admin")
+PATROL_ROLES = frozenset({"patrol", "admin"})
+patrol = require(*sorted(PATROL_ROLES))
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 #: bytes; a patrol client only ever sends pings
 MAX_CLIENT_MESSAGE = 4096
 
@@ -42,27 +47,74 @@ async def alert_state(alert_id: RowId, body: AlertStateRequest, rt: Runtime = De
     return await dispatch.alert_state(rt, current.user, alert_id, body.state, body.note)
 
 
+@lru_cache(maxsize=64)
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL or an Origin header, with the default port
+    made explicit and an international host name in its ASCII form; None if it is none."""
+    try:
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        host = parts.hostname or ""
+        port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme)
+        host = host.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        return None
+    if scheme not in _DEFAULT_PORTS or not host or port is None:
+        return None
+    return scheme, host, port
+
+
+def same_origin(origin: str | None, public_url: str) -> bool:
+    """A browser socket must come from a page of this service (``Settings.public_url``):
+    scheme, host and port alike. Browsers always send Origin on a WebSocket handshake, and
+    a WebSocket is not bound by CORS nor, for cookies, by the port, so a missing header,
+    "null" or a page on another port of the same host are all refused.
+
+    Only for browser sockets: the agent link (/ws/agent) is not one. Agents send no Origin;
+    they prove who they are with their enrolled key (challenge and signature), so that
+    link does not look at Origin and must not."""
+    own = origin_of(public_url)
+    return own is not None and origin is not None and origin_of(origin) == own
+
+
 @router.websocket("/ws/patrol")
 async def patrol_socket(ws: WebSocket) -> None:
-    """Live alerts. The client needs no messages of its own; anything it sends is ignored
-    except that oversize or garbled input closes this one connection."""
+    """Live alerts, for as long as the session that opened the socket lives (see
+    ``patrol.PatrolFanout``). The client needs no messages of its own; anything it sends is
+    ignored except that oversize or garbled input closes this one connection.
+
+    Every refusal accepts first and then closes with a code: a refusal before the handshake
+    is a bare HTTP 403 the page cannot tell from a network error. 4403: wrong origin (the
+    page says so and stops); 4401: not signed in as patrol (the page goes to login)."""
     rt: Runtime = ws.app.state.runtime
+    if not same_origin(ws.headers.get("origin"), rt.settings.public_url):
+        await ws.accept()
+        await close_socket(ws, CLOSE_WRONG_ORIGIN, "origin not allowed")
+        return
     async with rt.read() as db:
         found = await load_session(db, ws.cookies.get(COOKIE))
-    if found is None or found[0].role not in ("patrol", "admin"):
-        # accept first: a refusal before the handshake is a bare HTTP 403 the page cannot
-        # tell from a network error; 4401 tells it to send the person to the login page
+    if found is None or found[0].role not in PATROL_ROLES:
         await ws.accept()
         await close_socket(ws, CLOSE_AUTH_FAILED, "not signed in as patrol")
         return
+    user, session = found
     await ws.accept()
-    rt.patrol.reserve(ws)
+    holder = Holder(session_id=session.id, user_id=user.id, roles=PATROL_ROLES,
+                    expires=session.expires_at.timestamp())
+    rt.patrol.reserve(ws, holder)
     try:
         async with rt.read() as db:
-            snapshot = await active_alerts(db)
+            # again, now that the socket is registered: a logout committed before this
+            # read found no socket to close, so it is caught here, before the snapshot
+            live = (await live_sessions(db, {session.id})).get(session.id)
+            snapshot = await active_alerts(db) if live and live[1] in PATROL_ROLES else None
     except Exception:
         rt.patrol.remove(ws)
         raise
+    if snapshot is None:
+        rt.patrol.remove(ws)
+        await close_socket(ws, CLOSE_SESSION_ENDED, "session ended")
+        return
     await rt.patrol.add(ws, snapshot)
     try:
         while True:
