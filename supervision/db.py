@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -59,9 +59,32 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+#: PostgreSQL session advisory lock held while migrating ("MIGR"): nodes starting together
+#: migrate one after the other, and each later one finds the schema already at head
+MIGRATION_LOCK = 0x4D494752
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+    """Bring the schema to head. On PostgreSQL under a session advisory lock taken on the
+    migrating connection, released only after the migration committed (a transaction lock
+    could not cover the commit itself), so nodes starting together migrate one after the
+    other and each later one finds the schema at head."""
+    if engine.dialect.name != "postgresql":
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+        return
+    async with engine.connect() as conn:
+        try:
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+            await conn.commit()  # the session lock outlives this; the migration has its own
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+            await conn.commit()
+        except BaseException:
+            # closed, not pooled: ending its session is what releases the lock, in any state
+            await conn.invalidate()
+            raise
 
 
 @dataclass

@@ -1,15 +1,48 @@
 """APScheduler jobs. The jobs hold no state of their own: they are rebuilt at every start
-and act only on what the database says, so nothing scheduled is lost by a restart."""
+and act only on what the database says, so nothing scheduled is lost by a restart.
+
+Several nodes may share one PostgreSQL database, so each job is either shared (it acts on
+the whole database: exactly one node runs it at a time, the leader; see
+supervision/leadership.py) or per node (it acts on what this process holds: every node
+runs it). Job by job:
+
+- ``plan`` (shared): makes the check rows of the coming nights. Run on every node it is
+  only repeated work (the planners queue on a lock and the slots are unique).
+- ``sweep`` (shared): opens and ends checks at their windows, raises their alerts,
+  escalates unacknowledged alerts, closes lapsed look-ins. Every change is a guarded
+  compare-and-swap, so two sweeps would not double a check or an alert, but each node
+  would do the whole night's work, and the alerts would be pushed from both.
+- ``webhook`` (shared): reads the due outbox rows, POSTs them, then records the answers.
+  It cannot be left to the row guards: two nodes would both read a row as due and both
+  POST it, so the receiver would get every delivery twice and a failing one would use up
+  its retry budget twice as fast. Leadership is what prevents that.
+- ``push-plans`` (per node): sends a plan version whose first night began to its camera,
+  which is reachable only through the node holding the camera's link.
+- ``redeliver`` (per node): re-sends unacknowledged alerts to this node's patrol sockets
+  (until messages between nodes exist, this is how a patrol on a node that does not lead
+  hears of an alert).
+- ``sockets`` (per node): closes this node's patrol sockets whose session ended.
+- ``audit-checkpoint`` (per node): anchors the chain's head in this node's own witness
+  file (each node's witness covers the whole chain; a take-over leaves no gap in it).
+
+A new job that changes rows every node sees is shared (``self._shared``); one that acts on
+this process's sockets or files is per node.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from supervision import planning, webhook
+from supervision import audit_anchor, planning, webhook
+from supervision.auth import live_sessions
 from supervision.cameras import push_switched
+from supervision.leadership import Leadership
 from supervision.runtime import Runtime
 from supervision.sweep import redeliver, sweep
 
@@ -21,12 +54,25 @@ class NightScheduler:
         self.rt = rt
         self.started_at = datetime.now(UTC)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        s = rt.settings
+        self.leadership = Leadership(
+            s.database_url, retry_seconds=s.leader_retry_seconds,
+            check_seconds=s.leader_check_seconds, on_lead=self._plan_now,
+            # how pg_stat_activity names the lock's holder: which node leads
+            name=f"nattillsyn {socket.gethostname()[:24]}:{s.port} pid {os.getpid()}")
+
+    @property
+    def leading(self) -> bool:
+        """This node runs the shared duties now."""
+        return self.leadership.leading
 
     async def plan(self) -> None:
         async with self.rt.write() as db:
             made = await planning.plan_all(db)
         if made:
             log.info("planned %d checks", made)
+
+    async def push_plans(self) -> None:
         # a plan version whose first night has begun goes to its camera now, not at the
         # camera's next reconnect (else that night's look-ins would be refused)
         await push_switched(self.rt)
@@ -40,20 +86,57 @@ class NightScheduler:
     async def deliver_webhooks(self) -> None:
         await webhook.deliver_due(self.rt.database, self.rt.settings)
 
+    async def recheck_sockets(self) -> None:
+        """Close patrol sockets whose session ended elsewhere (the CLI disabled the user or
+        changed its role) or expired: one query for all open sockets' sessions."""
+        asked = self.rt.patrol.session_ids()
+        if asked:
+            async with self.rt.read() as db:
+                live = await live_sessions(db, asked)
+            self.rt.patrol.keep_live(asked, live)
+
+    async def checkpoint_audit(self) -> None:
+        """Anchor the audit chain's head outside the database, when it moved."""
+        await audit_anchor.anchor(self.rt.database, self.rt.settings, "interval",
+                                  only_if_moved=True)
+
+    def _shared(self, duty: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``duty`` as a job that runs only while this node leads (checked at every run;
+        a run in progress is stopped the moment leadership is lost)."""
+        async def job() -> None:
+            await self.leadership.run(duty)
+        job.__name__ = job.__qualname__ = getattr(duty, "__name__", "duty")
+        return job
+
+    def _plan_now(self) -> None:
+        """A node that has just taken over plans at once rather than at its next turn."""
+        if self.scheduler.running and self.scheduler.get_job("plan") is not None:
+            self.scheduler.modify_job("plan", next_run_time=datetime.now(UTC))
+
     async def start(self) -> None:
-        await self.plan()
-        await self.sweep()
+        await self.leadership.start()
+        await self.leadership.run(self.plan)
+        await self.push_plans()
+        await self.leadership.run(self.sweep)
         s = self.rt.settings
         opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
-        self.scheduler.add_job(self.plan, "interval", minutes=s.planning_minutes,
-                               id="plan", **opts)
-        self.scheduler.add_job(self.sweep, "interval", seconds=s.sweep_seconds, id="sweep", **opts)
+        self.scheduler.add_job(self._shared(self.plan), "interval",
+                               minutes=s.planning_minutes, id="plan", **opts)
+        self.scheduler.add_job(self.push_plans, "interval", minutes=s.planning_minutes,
+                               id="push-plans", **opts)
+        self.scheduler.add_job(self._shared(self.sweep), "interval", seconds=s.sweep_seconds,
+                               id="sweep", **opts)
         self.scheduler.add_job(self.redeliver, "interval", seconds=10, id="redeliver", **opts)
+        self.scheduler.add_job(self.recheck_sockets, "interval",
+                               seconds=s.socket_recheck_seconds, id="sockets", **opts)
+        self.scheduler.add_job(self.checkpoint_audit, "interval",
+                               minutes=s.audit_checkpoint_minutes, id="audit-checkpoint", **opts)
         if s.webhook_on:
-            self.scheduler.add_job(self.deliver_webhooks, "interval",
+            self.scheduler.add_job(self._shared(self.deliver_webhooks), "interval",
                                    seconds=s.webhook_poll_seconds, id="webhook", **opts)
         self.scheduler.start()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        await self.leadership.stop()
