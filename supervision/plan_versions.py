@@ -10,15 +10,21 @@ and then the newly signed plan goes to the recipient's camera.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
-from typing import Any
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
+from schedules.codec import TIME_PATTERN
+from schedules.localtime import zone
 from supervision import audit, cameras, planning, plans, recipients
 from supervision.errors import BadInput, ServiceError
+from supervision.models import Camera
 from supervision.models import Plan as PlanRow
 from supervision.recipients import PlanJson
 from supervision.runtime import Runtime
@@ -40,12 +46,20 @@ class Replanned(BaseModel):
     removed: int
 
 
+#: why a saved plan's checks may send the patrol instead of a look-in (``PlanSaved.warnings``)
+SaveWarning = Literal["no-camera", "camera-not-enrolled", "camera-offline"]
+
+
 class PlanSaved(BaseModel):
     version: int
     changed: bool = Field(description="false: identical to the newest version, nothing saved")
     effective_from: date | None
     checks: Replanned
-    pushed_to: list[str] = Field(description="cameras the signed plan was sent to now")
+    pushed_to: list[str] = Field(description="cameras that acknowledged the signed plan now")
+    warnings: list[SaveWarning] = Field(default_factory=list, description=(
+        "codes: the plan has check times but no look-in can be made now, so a check due "
+        "before that changes sends the night patrol: no-camera (none registered), "
+        "camera-not-enrolled (registered, never set up), camera-offline (not connected)"))
 
 
 class Change(BaseModel):
@@ -72,10 +86,13 @@ def validate(data: object, now: datetime) -> schedules.Plan:
         plan = schedules.parse_plan(data)
     except schedules.PlanError as exc:
         errors.extend(exc.errors)
-    effective = plan.effective_from if plan else _date_or_none(
-        data.get("effective_from") if isinstance(data, dict) else None)
+    # every problem at once, so effective_from is judged even when other fields are wrong;
+    # "tonight" is the plan's own (its zone and night boundary) as far as they can be read
+    effective = plan.effective_from if plan else _field(data, "effective_from", _date)
     if effective is not None:
-        first = plans.tonight(plan, now) if plan else schedules.night_of(now)
+        first = plans.tonight(plan, now) if plan else schedules.night_of(
+            now, _field(data, "timezone", _zone) or schedules.DEFAULT_TZ,
+            _field(data, "night_boundary", _time) or time(12, 0))
         if effective < first:
             errors.append(schedules.FieldError(
                 "effective_from", f"must not be before tonight ({first.isoformat()}), "
@@ -86,11 +103,31 @@ def validate(data: object, now: datetime) -> schedules.Plan:
     return plan
 
 
-def _date_or_none(value: object) -> date | None:
+T = TypeVar("T")
+
+
+def _field(data: object, name: str, read: Callable[[str], T]) -> T | None:
+    """One field of a plan that did not parse, if it reads on its own."""
+    value = data.get(name) if isinstance(data, dict) else None
     try:
-        return date.fromisoformat(value) if isinstance(value, str) else None
+        return read(value) if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def _date(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def _zone(text: str) -> str:
+    zone(text)  # ValueError for what is not a portable zone
+    return text
+
+
+def _time(text: str) -> time:
+    if not re.fullmatch(TIME_PATTERN, text):
+        raise ValueError(text)
+    return time(int(text[:2]), int(text[3:5]))
 
 
 def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:
@@ -126,7 +163,8 @@ async def save(rt: Runtime, rid: int, data: object, base_version: int | None,
         old = schedules.plan_to_dict(newest[1]) if newest else None
         if new == old:
             return PlanSaved(version=version, changed=False, effective_from=plan.effective_from,
-                             checks=Replanned(created=0, updated=0, removed=0), pushed_to=[])
+                             checks=Replanned(created=0, updated=0, removed=0), pushed_to=[],
+                             warnings=await _warnings(rt, db, rid, plan))
         db.add(PlanRow(recipient_id=rid, version=version + 1, data=new, created_at=now,
                        created_by=actor))
         await db.flush()
@@ -136,11 +174,31 @@ async def save(rt: Runtime, rid: int, data: object, base_version: int | None,
             "changes": [c.model_dump() for c in diff(old, new)]})
         changes = await planning.materialise(db, now, recipient_ids=[rid], replace=True)
         targets = await cameras.enrolled_cameras(db, [rid])
+        warnings = await _warnings(rt, db, rid, plan)
     pushed = [cid for cid in targets if await cameras.push_plan(rt, cid)]
     log.info("recipient %s: plan version %s by %s; checks %s", rid, version + 1, actor, changes)
     return PlanSaved(version=version + 1, changed=True, effective_from=plan.effective_from,
                      checks=Replanned(created=changes.created, updated=changes.updated,
-                                      removed=changes.removed), pushed_to=pushed)
+                                      removed=changes.removed), pushed_to=pushed,
+                     warnings=warnings)
+
+
+async def _warnings(rt: Runtime, db: AsyncSession, rid: int,
+                    plan: schedules.Plan) -> list[SaveWarning]:
+    """What the editor must say before the night comes: with no camera to look through,
+    each check of this plan sends the patrol (the sweep's ``camera-offline``)."""
+    if not plan.check_times:
+        return []
+    rows = (await db.execute(select(Camera.id, Camera.public_key).where(
+        Camera.recipient_id == rid, Camera.revoked.is_(False)))).all()
+    if not rows:
+        return ["no-camera"]
+    enrolled = [cid for cid, key in rows if key is not None]
+    if not enrolled:
+        return ["camera-not-enrolled"]
+    if not any(rt.links.is_online(cid) for cid in enrolled):
+        return ["camera-offline"]
+    return []
 
 
 async def history(rt: Runtime, rid: int) -> list[HistoryEntry]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+import schedules
+from supervision import plans
 from supervision.checks import ENDED
 from supervision.models import Alert, Camera, Check, Recipient
 from supervision.runtime import Runtime
@@ -30,12 +33,16 @@ class CheckOut(BaseModel):
     camera_online: bool
     max_lookin_seconds: int
     alert: str | None = None
+    timezone: str = Field(description="the zone of the recipient's plan for the check's "
+                          "night (IANA name): its times are shown on that wall clock")
 
 
 class Rounds(BaseModel):
     now: datetime
     checks: list[CheckOut]
     escalations: int
+    timezone: str = Field(description="the board's own zone (the checks' zone when they "
+                          "share one, else the service's default) for times not of a check")
 
 
 async def board(rt: Runtime) -> Rounds:
@@ -54,6 +61,7 @@ async def board(rt: Runtime) -> Rounds:
                                         .where(Alert.check_id.in_(shown)))).all())
         escalations = (await db.execute(select(func.count(Alert.id)).where(
             Alert.escalated_at.is_not(None), Alert.state == "new"))).scalar_one()
+        zones = await _zones(db, {(c.recipient_id, c.night) for c, _ in rows})
     online: dict[int, bool] = {}
     for rid, cid in cams:
         online[rid] = online.get(rid, False) or rt.links.is_online(cid)
@@ -61,7 +69,22 @@ async def board(rt: Runtime) -> Rounds:
                     opens_at=c.opens_at, closes_at=c.closes_at, state=c.state, reason=c.reason,
                     reason_detail=c.reason_detail,
                     follow_ups=c.follow_ups, camera_online=online.get(r.id, False),
-                    max_lookin_seconds=c.max_lookin_seconds, alert=alerts.get(c.id))
+                    max_lookin_seconds=c.max_lookin_seconds, alert=alerts.get(c.id),
+                    timezone=zones.get((r.id, c.night), schedules.DEFAULT_TZ))
            for c, r in rows if c.state not in ENDED or c.ended_at is None
            or c.ended_at >= now - KEPT]
-    return Rounds(now=now, checks=out, escalations=escalations)
+    shared = {c.timezone for c in out}
+    return Rounds(now=now, checks=out, escalations=escalations,
+                  timezone=shared.pop() if len(shared) == 1 else schedules.DEFAULT_TZ)
+
+
+async def _zones(db: AsyncSession, nights: set[tuple[int, date]]) -> dict[tuple[int, date], str]:
+    """Each (recipient, night)'s plan zone: the version in force that night, in one query
+    for the versions and one for the plans (parsed plans are cached by content)."""
+    versions = await plans.versions_of(db, sorted({rid for rid, _ in nights}))
+    chosen = {(rid, night): plans.in_force(versions.get(rid, []), night)
+              for rid, night in nights}
+    loaded = await plans.load_plans(db, [v.id for v in chosen.values() if v is not None],
+                                    bulk=True)
+    return {key: loaded[v.id].timezone for key, v in chosen.items()
+            if v is not None and v.id in loaded}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ from supervision.auth import COOKIE, authenticate, csrf_ok, end_session, start_s
 from supervision.context import Who, runtime, translator, who
 from supervision.i18n import LOCALES, Translator
 from supervision.runtime import Runtime
+from supervision.web.redirects import local_path, origin_of, same_origin_path
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
-HOME = {"staff": "/rounds", "patrol": "/patrol", "manager": "/manage", "admin": "/rounds"}
+#: where each role starts: the page of its own work (an admin's is the cameras)
+HOME = {"staff": "/rounds", "patrol": "/patrol", "manager": "/manage", "admin": "/admin/cameras"}
 PAGE_ROLES = {"/rounds": ("staff", "admin"), "/patrol": ("patrol", "admin"),
               "/manage": ("manager", "admin")}
 
@@ -33,13 +36,14 @@ def render(request: Request, name: str, t: Translator, current: Who | None,
 
 
 def guard(request: Request, current: Who | None, roles: tuple[str, ...]) -> Response | None:
-    """None if the page may be shown; else a redirect to log in, or a 403 page."""
+    """None if the page may be shown; else a redirect to log in, or a 403 page that says
+    so and leads to the person's own start page (not a login form: they are signed in)."""
     if current is None:
         return RedirectResponse(f"/login?next={request.url.path}", 303)
     if current.user.role not in roles:
         t = translator(request, current.user)
-        return render(request, "login.html", t, current, status=403, error="error.role",
-                      login_csrf="")
+        return render(request, "forbidden.html", t, current, status=403,
+                      home=HOME[current.user.role])
     return None
 
 
@@ -55,11 +59,18 @@ async def home(current: Who | None = Depends(who)) -> Response:
 
 
 @router.get("/login")
-async def login_page(request: Request, next: str = "") -> Response:
+async def login_page(request: Request, next: str = "",
+                     current: Who | None = Depends(who)) -> Response:
+    if current is not None:  # signed in already (e.g. the back button): no login form
+        target = local_path(next)
+        if target is None or target.startswith("/login"):
+            target = HOME[current.user.role]
+        return RedirectResponse(target, 303)
     token = secrets.token_urlsafe(16)
     response = render(request, "login.html", translator(request), None, login_csrf=token,
                       next=next)
-    response.set_cookie("nt_login_csrf", token, httponly=True, samesite="strict")
+    response.set_cookie("nt_login_csrf", token, httponly=True, samesite="strict",
+                        secure=runtime(request).settings.cookies_secure)
     return response
 
 
@@ -72,9 +83,12 @@ async def login(request: Request, username: str = Form(max_length=64),
     if not csrf_ok(request.cookies.get("nt_login_csrf", ""), csrf):
         return render(request, "login.html", t, None, status=403, error="error.csrf",
                       login_csrf=request.cookies.get("nt_login_csrf", ""))
-    if not rt.logins.allow(username, client):
+    wait = rt.logins.attempt(username, client)  # the address: the peer or a trusted proxy's
+    if wait is None:
         return render(request, "login.html", t, None, status=429, error="error.rate_limited",
                       login_csrf=csrf)
+    if wait:
+        await asyncio.sleep(wait)
     async with rt.write() as db:
         user = await authenticate(db, username, password)
         await audit.append(db, username[:64], "login.ok" if user else "login.failed",
@@ -83,10 +97,10 @@ async def login(request: Request, username: str = Form(max_length=64),
     if user is None or token is None:
         return render(request, "login.html", t, None, status=401, error="error.login",
                       login_csrf=csrf)
-    target = next if next.startswith("/") and not next.startswith("//") else HOME[user.role]
-    response = RedirectResponse(target, 303)
+    rt.logins.succeeded(username, client)
+    response = RedirectResponse(local_path(next) or HOME[user.role], 303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="lax",
-                        secure=rt.settings.secure_cookies,
+                        secure=rt.settings.cookies_secure,
                         max_age=int(rt.settings.session_hours * 3600))
     response.delete_cookie("nt_login_csrf")
     return response
@@ -98,17 +112,22 @@ async def logout(request: Request, csrf: str = Form(""), rt: Runtime = Depends(r
     if current is not None and csrf_ok(current.session.csrf, csrf):
         async with rt.write() as db:
             await end_session(db, request.cookies.get(COOKIE, ""))
+        # after the commit: the session's live sockets close now, not at their next check
+        rt.patrol.end_session(current.session.id, "signed out")
     response = RedirectResponse("/login", 303)
     response.delete_cookie(COOKIE)
     return response
 
 
 @router.get("/lang/{code}")
-async def language(code: str, request: Request) -> Response:
-    back = request.headers.get("referer") or "/"
-    response = RedirectResponse(back if code in LOCALES else "/", 303)
+async def language(code: str, request: Request, rt: Runtime = Depends(runtime)) -> Response:
+    """Back to the page the switch was pressed on, if that page is this service's."""
+    ours = {origin_of(rt.settings.public_url), origin_of(str(request.base_url))}
+    back = same_origin_path(request.headers.get("referer"), ours)
+    response = RedirectResponse((back if code in LOCALES else None) or "/", 303)
     if code in LOCALES:
-        response.set_cookie("nt_lang", code, max_age=365 * 86400, samesite="lax")
+        response.set_cookie("nt_lang", code, max_age=365 * 86400, samesite="lax",
+                            secure=rt.settings.cookies_secure)
     return response
 
 

@@ -1,5 +1,5 @@
 // Admin: every camera with its link, health and refused look-ins; register and revoke.
-import { api, el, explain, t } from './common.js';
+import { api, el, endText, explain, t } from './common.js';
 
 const when = (iso) => new Date(iso).toLocaleString(document.documentElement.lang === 'sv' ? 'sv-SE' : 'en-GB',
   { dateStyle: 'short', timeStyle: 'short' });
@@ -21,7 +21,7 @@ function healthLine(h) {
   if (h.camera_present === false) parts.push(t('agents.cameras.camera_missing'));
   if (h.version) parts.push(t('agents.cameras.version', { version: h.version }));
   if (h.free_memory_mb != null) parts.push(t('agents.cameras.free_memory', { mb: h.free_memory_mb }));
-  if (h.last_lookin) parts.push(`${t('agents.cameras.last_lookin')}: ${h.last_lookin}${h.last_lookin_detail ? ` (${h.last_lookin_detail})` : ''}`);
+  if (h.last_lookin) parts.push(`${t('agents.cameras.last_lookin')}: ${endText(h.last_lookin, h.last_lookin_detail)}`);
   return parts.join(' · ');
 }
 

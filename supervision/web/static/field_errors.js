@@ -1,5 +1,5 @@
 // The service's refusals (422) shown next to their fields and in a summary, shared by both manage pages.
-import { el, t } from './common.js';
+import { el, strings, t } from './common.js';
 
 /** A field path as people read it: "check_times.1.at" -> "Check time 2". */
 export function fieldLabel(path) {
@@ -13,12 +13,25 @@ export function fieldLabel(path) {
   return index === undefined ? name : `${name} ${Number(index) + 1}`;
 }
 
-/** A plan problem in the page's language: plan_error.<code> with its params when there is
- * such a key (a unit code in params.unit translated as plan_error.unit.<unit>), else the
- * service's English msg. */
+/** A framework (pydantic) validation error in the page's language, by its type and the
+ * limits in its ctx: the service's msg is English whatever the page's language. */
+function validationText(d) {
+  const ctx = d.ctx || {};
+  if (d.type === 'missing' || (d.type === 'string_too_short' && ctx.min_length === 1)) return t('validation.missing');
+  if (d.type === 'string_too_short') return t('validation.string_too_short', { count: ctx.min_length });
+  if (d.type === 'string_too_long') return t('validation.string_too_long', { count: ctx.max_length });
+  const key = 'validation.' + d.type;
+  return strings[key] !== undefined ? t(key) : t('validation.invalid');
+}
+
+/** A problem in the page's language: a plan problem as plan_error.<code> with its params
+ * when there is such a key (a unit code in params.unit translated as plan_error.unit.<unit>);
+ * a problem with a code of another kind (the service's own refusals) as its msg, which the
+ * service wrote in the page's language; else a framework error by its type. */
 function problemText(d) {
   const key = typeof d.code === 'string' && d.code ? 'plan_error.' + d.code : '';
-  if (!key || t(key) === key) return d.msg;
+  if (!key) return validationText(d);
+  if (t(key) === key) return d.msg;
   const params = { ...(d.params || {}) };
   if (typeof params.unit === 'string') {
     const unit = 'plan_error.unit.' + params.unit;
@@ -48,8 +61,9 @@ export function clearErrors(root, summary = null) {
   if (summary) summary.hidden = true;
 }
 
-/** Each message next to its field (or the nearest enclosing one), all listed in `summary`. */
-export function showErrors(root, found, summary) {
+/** Each message next to its field (or the nearest enclosing one), all listed in `summary`
+ * under `heading` (a plural key given the count: "The form has 2 problems"). */
+export function showErrors(root, found, summary, heading = 'manage.form_errors') {
   clearErrors(root);
   const items = [];
   for (const { field, msg } of found) {
@@ -67,7 +81,7 @@ export function showErrors(root, found, summary) {
     items.push(el('li', {}, el('strong', {}, label), ` ${msg}`));
   }
   if (summary) {
-    summary.replaceChildren(el('p', {}, t('manage.errors', { n: found.length })), el('ul', {}, ...items));
+    summary.replaceChildren(el('p', {}, t(heading, { count: found.length })), el('ul', {}, ...items));
     summary.hidden = false;
   }
 }

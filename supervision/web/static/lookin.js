@@ -33,6 +33,7 @@ export class LookIn {
     this.onFirstFrame = onFirstFrame || (() => {});
     this.iceServers = iceServers;
     this.session = null;
+    this.seen = null; // a promise: the service accepted that the picture showed
     this.ended = false;
     this.timing = { start: performance.now() };
   }
@@ -52,7 +53,11 @@ export class LookIn {
     };
     const firstFrame = () => {
       this.timing.firstFrame = performance.now();
-      this.onFirstFrame(this.timing.firstFrame - this.timing.start);
+      const ms = Math.round(this.timing.firstFrame - this.timing.start);
+      // the service records that this viewer saw the picture: what an outcome rests on
+      this.seen = api(`/api/lookins/${this.session}/picture`, { method: 'POST', body: { ttff_ms: ms } })
+        .then(() => true, () => false);
+      this.seen.then((ok) => this.onFirstFrame(ms, ok));
     };
     if ('requestVideoFrameCallback' in this.video) this.video.requestVideoFrameCallback(firstFrame);
     else this.video.addEventListener('playing', firstFrame, { once: true });

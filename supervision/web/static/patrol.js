@@ -46,6 +46,9 @@ function card(a) {
     el('div', { class: 'address' }, a.recipient.address),
     el('div', { class: 'muted' }, t('patrol.raised_at', { time: clock(a.created_at) }) +
       (a.acknowledged_by ? ' · ' + t('patrol.by', { name: a.acknowledged_by }) : '')));
+  if (a.staff_note) {
+    li.append(el('div', { class: 'staff-note' }, t('patrol.staff_note', { name: a.raised_by || '' }) + ': ' + a.staff_note));
+  }
   if (a.access_info) li.append(el('div', { class: 'access' }, t('patrol.access') + ': ' + a.access_info));
   const next = NEXT[a.state];
   if (next) {
@@ -96,14 +99,24 @@ function connect() {
       upsert(msg.alert, true);
     }
   };
+  const ping = setInterval(() => { if (ws.readyState === 1) ws.send('{"type":"ping"}'); }, 20000);
   ws.onclose = (event) => {
-    linkState.textContent = t('patrol.reconnecting');
+    clearInterval(ping);
     linkState.className = 'pill danger';
-    if (event.code === 4401) { location.href = '/login?next=/patrol'; return; }
+    // 4401 not signed in as patrol; 4440 the session ended (signed out, disabled, role
+    // changed, expired): no door code stays on screen, and the person signs in again
+    if (event.code === 4401 || event.code === 4440) {
+      alerts.clear();
+      render();
+      location.href = '/login?next=/patrol';
+      return;
+    }
+    // 4403: this page is not on the service's own address; retrying cannot help
+    if (event.code === 4403) { linkState.textContent = t('patrol.wrong_origin'); return; }
+    linkState.textContent = t('patrol.reconnecting');
     const delay = Math.min(15000, 500 * 2 ** attempt++) * (0.5 + Math.random() / 2);
     setTimeout(connect, delay);
   };
-  setInterval(() => { if (ws.readyState === 1) ws.send('{"type":"ping"}'); }, 20000);
 }
 
 enable.hidden = !('Notification' in window) || Notification.permission !== 'default';

@@ -47,7 +47,7 @@ export async function refreshPreview() {
     const found = problems(error);
     if (found) {
       // The draft cannot be previewed until it is fixed: show the saved plan meanwhile.
-      showErrors(form, found, summary);
+      showErrors(form, found, summary, 'manage.errors');
       showNote(t('manage.preview_stale'));
       try {
         const saved = await api(url);

@@ -14,11 +14,16 @@ function consentCard(c) {
   return consent;
 }
 
+function cameraPill(cam) {
+  if (!cam) return el('span', { class: 'pill danger', 'data-camera-state': 'none' }, t('manage.camera.none'));
+  const state = cam.online ? 'online' : (cam.enrolled ? 'offline' : 'not_enrolled');
+  return el('span', { class: 'pill ' + (cam.online ? 'ok' : 'danger'), 'data-camera-state': state }, t('manage.camera.' + state));
+}
+
 function cameraCard(cam) {
   if (!cam) return [el('p', { class: 'muted' }, t('manage.camera.none'))];
-  const state = cam.online ? 'online' : (cam.enrolled ? 'offline' : 'not_enrolled');
   return [
-    el('p', {}, cam.id, ' ', el('span', { class: 'pill ' + (cam.online ? 'ok' : 'danger') }, t('manage.camera.' + state))),
+    el('p', {}, cam.id, ' ', cameraPill(cam)),
     cam.last_seen_at ? el('p', { class: 'muted' }, t('manage.camera.last_seen', { time: stampText(cam.last_seen_at) })) : ''];
 }
 
@@ -36,6 +41,12 @@ function planCard(recipient) {
 
 export function renderStatus(recipient) {
   $('consent-status').replaceChildren(...consentCard(recipient.consent));
-  $('camera-status').replaceChildren(...cameraCard(recipient.camera));
+  renderCamera(recipient.camera);
   $('plan-status').replaceChildren(...planCard(recipient));
+}
+
+/** The camera's state, atop the page and beside the save button (redrawn as it changes). */
+export function renderCamera(cam) {
+  $('camera-status').replaceChildren(...cameraCard(cam));
+  $('camera-now').replaceChildren(t('manage.camera_now'), ' ', cameraPill(cam));
 }

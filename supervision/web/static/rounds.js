@@ -1,6 +1,6 @@
 // The rounds board: what is overdue, open now and coming soon, with live countdowns,
 // and the look-in panel with its outcome buttons.
-import { api, clock, el, explain, mmss, reasonText, t } from './common.js';
+import { api, clock, el, endText, explain, mmss, reasonText, t } from './common.js';
 import { LookIn } from './lookin.js';
 
 const groups = document.getElementById('groups');
@@ -9,9 +9,12 @@ const panel = document.getElementById('lookin');
 const video = document.getElementById('lookin-video');
 const panelStatus = document.getElementById('lookin-status');
 const countdown = document.getElementById('lookin-countdown');
+const why = document.getElementById('outcome-why');
+const note = document.getElementById('outcome-note');
 let checks = [];
 let skew = 0; // server clock minus ours
-let current = null; // { check, lookin }
+let current = null; // { check, lookin, seen }
+const MAY_LOOK = document.body.dataset.role === 'staff';
 
 function bucket(c, now) {
   if (c.state === 'open' && new Date(c.due_at) < now) return 'overdue';
@@ -43,11 +46,13 @@ function row(c, now) {
   else if (c.state === 'open') timing = t('rounds.closes_in', { time: mmss((closes - now) / 1000) });
   else timing = t(`state.${c.state}`) + (c.reason ? ` · ${reasonText(c.reason, c.reason_detail)}` : '');
   const li = el('li', { class: `check state-${c.state}`, 'data-check': String(c.id) },
-    el('span', { class: 'due' }, clock(c.due_at)),
+    el('span', { class: 'due' }, clock(c.due_at, c.timezone)),
     el('span', { class: 'who' }, c.recipient, c.follow_ups ? el('span', { class: 'pill' }, t('rounds.follow_up')) : ''),
     el('span', { class: 'timing' }, timing),
     el('span', { class: c.camera_online ? 'cam ok' : 'cam off' }, c.camera_online ? t('rounds.camera_ok') : t('rounds.camera_off')));
-  if (c.state === 'open' && c.camera_online) {
+  if (!MAY_LOOK) {
+    // the shift lead or an admin follows the board; only night staff look in
+  } else if (c.state === 'open' && c.camera_online) {
     const start = el('button', { class: 'primary start', type: 'button' }, t('rounds.start'));
     start.addEventListener('click', () => open(c));
     li.append(start);
@@ -75,7 +80,7 @@ async function refresh() {
     const data = await api('/api/rounds');
     skew = new Date(data.now) - Date.now();
     checks = data.checks;
-    status.textContent = t('rounds.updated', { time: clock(data.now) });
+    status.textContent = t('rounds.updated', { time: clock(data.now, data.timezone) });
     const esc = document.getElementById('escalations');
     esc.hidden = !data.escalations;
     esc.textContent = t('rounds.escalations', { n: data.escalations });
@@ -88,33 +93,33 @@ async function refresh() {
 async function open(check) {
   if (current) return;
   panel.hidden = false;
-  document.getElementById('lookin-name').textContent = `${check.recipient} · ${clock(check.due_at)}`;
+  document.getElementById('lookin-name').textContent = `${check.recipient} · ${clock(check.due_at, check.timezone)}`;
   panelStatus.textContent = t('lookin.connecting');
-  setOutcomes(true);
+  note.value = '';
+  setOutcomes('waiting');
   const lookin = new LookIn(check.id, video, {
-    onFirstFrame: (ms) => { panelStatus.textContent = ''; panel.dataset.ttff = String(Math.round(ms)); },
+    onFirstFrame: (ms, accepted) => {
+      panelStatus.textContent = '';
+      panel.dataset.ttff = String(ms);
+      if (accepted) current.seen = true;
+      setOutcomes(accepted ? 'seen' : 'failed');
+    },
     onEnd: (reason) => {
       countdown.textContent = '';
       panelStatus.textContent = t('lookin.ended');
+      if (current && !current.seen) setOutcomes('failed');
       if (!['ended', 'expired', 'error'].includes(reason)) explainEnd(lookin);
     },
   });
-  current = { check, lookin };
+  current = { check, lookin, seen: false };
   try {
     await lookin.start();
     tick();
   } catch (error) {
     lookin.finish('error');
-    panelStatus.textContent = error instanceof Error && error.message.startsWith('error.') ? t(error.message) : explain(error);
+    setOutcomes('failed');
+    panelStatus.textContent = explain(error);
   }
-}
-
-/** How a look-in ended, in words: the most specific translation there is. */
-function endText(code, detail) {
-  for (const key of [`agents.end.${code}.${detail}`, `agents.end.${code}`]) {
-    if (t(key) !== key) return detail && key.endsWith(code) ? `${t(key)} (${detail})` : t(key);
-  }
-  return detail ? `${code}: ${detail}` : code;
 }
 
 /** The picture stopped early: ask how the camera saw it end (e.g. the camera failed). */
@@ -138,19 +143,29 @@ function tick() {
   setTimeout(tick, 250);
 }
 
-function setOutcomes(enabled) {
-  for (const b of panel.querySelectorAll('.outcome')) b.disabled = !enabled;
+/** Which outcomes the look-in can back, and why the others are disabled:
+ *  waiting (no picture yet), seen (the service has the picture: all but a failure),
+ *  failed (no picture: only a technical failure), busy (recording), done. */
+function setOutcomes(mode) {
+  for (const b of panel.querySelectorAll('.outcome')) {
+    const tech = b.dataset.outcome === 'technical-failure';
+    b.disabled = !((mode === 'seen' && !tech) || (mode === 'failed' && tech));
+  }
+  const reason = { waiting: 'lookin.why_waiting', seen: 'lookin.why_seen', failed: 'lookin.why_failed' }[mode];
+  why.textContent = reason ? t(reason) : '';
 }
 
 for (const button of panel.querySelectorAll('.outcome')) {
   button.addEventListener('click', async () => {
     if (!current) return;
-    setOutcomes(false);
+    const mode = current.seen ? 'seen' : 'failed';
+    setOutcomes('busy');
     const { check, lookin } = current;
     try {
       await lookin.stop();
       await api(`/api/checks/${check.id}/outcome`, {
-        method: 'POST', body: { outcome: button.dataset.outcome, session: lookin.session },
+        method: 'POST',
+        body: { outcome: button.dataset.outcome, session: lookin.session, note: note.value.trim() || null },
       });
       panelStatus.textContent = t('lookin.recorded', { outcome: t('outcome.' + button.dataset.outcome) });
       current = null;
@@ -158,7 +173,12 @@ for (const button of panel.querySelectorAll('.outcome')) {
       refresh();
     } catch (error) {
       panelStatus.textContent = explain(error);
-      setOutcomes(true);
+      if (error?.body?.detail?.code === 'error.check_recorded') {
+        setOutcomes('done');  // someone else recorded it: nothing left to press
+        refresh();
+      } else {
+        setOutcomes(mode);
+      }
     }
   });
 }
