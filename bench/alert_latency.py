@@ -1,9 +1,10 @@
 """Alert fan-out latency: from the outcome request to each connected patrol client.
 
-A real service process on SQLite (no camera agents: an outcome needs only an open check
-and a staff member), 100 extra recipients whose checks are open now, N patrol WebSocket
-clients in this one asyncio process (one shared patrol login). Staff record Needs help on
-each check, sequentially by default (--concurrency raises that). For every alert and every
+A real service process on SQLite, 100 extra recipients without cameras whose checks are
+open now, N patrol WebSocket clients in this one asyncio process (one shared patrol login).
+Staff record Technical failure on each check (with no camera no picture can be had, so
+that is the outcome the service accepts; it sends the patrol exactly as Needs help does),
+sequentially by default (--concurrency raises that). For every alert and every
 client: receive time minus the time the outcome POST was sent, matched by the alert's check.
 Messages are stored raw on receipt and parsed afterwards, to keep the clients' own CPU use
 out of the measured path as far as possible.
@@ -73,8 +74,10 @@ class Client:
         self.ready = asyncio.Event()
 
     async def run(self, uri: str, cookie: str, stop: asyncio.Event) -> None:
+        origin = uri.replace("ws://", "http://", 1).split("/ws/")[0]  # the page's own
         async with websockets.connect(uri, additional_headers={"Cookie": cookie},
-                                      max_size=None, ping_interval=None) as ws:
+                                      origin=origin, max_size=None,
+                                      ping_interval=None) as ws:
             await ws.recv()  # the snapshot
             self.ready.set()
             reader = asyncio.ensure_future(self._read(ws))
@@ -126,7 +129,7 @@ async def run(svc: Service, n_clients: int, n_alerts: int, concurrency: int,
                 check_id = queue.get_nowait()
                 sent[check_id] = time.perf_counter()
                 reply = await http.post(f"/api/checks/{check_id}/outcome",
-                                        json={"outcome": "needs-help"})
+                                        json={"outcome": "technical-failure"})
                 if reply.status_code != 200:
                     raise SystemExit(f"outcome {check_id}: {reply.status_code} {reply.text}")
 

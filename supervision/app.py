@@ -8,18 +8,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 
 import schedules
-from supervision import lookins
+from supervision import audit_anchor, identity, lookins
 from supervision.api import admin, agents, manage, patrol, staff
 from supervision.api import audit as audit_api
+from supervision.auth import ROLES
 from supervision.config import Settings, get_settings
-from supervision.db import migrate
+from supervision.context import Who, require
+from supervision.db import Database, migrate
 from supervision.errors import BadInput, ServiceError
+from supervision.http_guard import BodyLimit, Failures, SecurityHeaders, StrictJson
 from supervision.i18n import Translator, pick_locale
 from supervision.runtime import Runtime
 from supervision.scheduler import NightScheduler
@@ -33,8 +36,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = Runtime.create(settings)
-        await migrate(rt.engine)
+        database = Database.open(settings.database_url)
+        try:
+            await migrate(database.engine)  # under a lock: nodes may start together
+            await identity.settle(database, settings)  # the service's one key, or refuse
+        except BaseException:
+            await database.engine.dispose()
+            raise
+        rt = Runtime.create(settings, database)
+        await audit_anchor.anchor(rt.database, settings, "start")  # the head as this run found it
 
         async def report(camera_id: str, msg: dict[str, object]) -> None:
             await lookins.on_agent_report(rt, camera_id, dict(msg))
@@ -44,14 +54,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         night = NightScheduler(rt)
         app.state.night = night
         await night.start()
-        log.info("supervision ready on %s", settings.public_url)
+        # where it listens (what `serve` binds) and the address people use, which a proxy
+        # may put elsewhere: the log names both, never a port the process is not on
+        log.info("supervision ready: listening on %s:%s, public URL %s",
+                 settings.host, settings.port, settings.public_url)
         try:
             yield
         finally:
-            night.stop()
+            await night.stop()  # releases leadership at once
+            await audit_anchor.anchor(rt.database, settings, "stop")
             await rt.engine.dispose()
 
-    app = FastAPI(title="Nattillsyn supervision", version="0.1.0", lifespan=lifespan)
+    # no /docs or /redoc (their viewers load scripts from a CDN); the schema is served
+    # below, to signed-in people only. No trailing-slash redirects: Starlette writes them
+    # with the request's Host header, so a made-up Host would lead off the service.
+    app = FastAPI(title="Nattillsyn supervision", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    # added innermost first: strict JSON, the body's bounds, failures, headers on every answer
+    app.add_middleware(StrictJson, default_locale=settings.default_locale)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes,
+                       idle_seconds=settings.body_timeout_seconds,
+                       default_locale=settings.default_locale)
+    app.add_middleware(Failures, default_locale=settings.default_locale)
+    app.add_middleware(SecurityHeaders, https=settings.cookies_secure)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -74,6 +99,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Input the database cannot store (e.g. NUL in text on PostgreSQL): nothing was
         saved, the transaction rolled back; say so instead of a 500."""
         return await service_error(request, ServiceError(422, "error.bad_input"))
+
+    signed_in = require(*ROLES)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_schema(current: Who = Depends(signed_in)) -> JSONResponse:
+        """The API's schema, for a signed-in person: it maps every route."""
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

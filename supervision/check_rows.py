@@ -1,4 +1,13 @@
-"""Check rows in bulk: the planner's rows stored by the driver's fast path.
+"""Check rows: the planner's rows stored in bulk, and every change of a check's state as a
+guarded update.
+
+A state change is ``UPDATE checks ... WHERE id = :id AND state = :expected`` with the row
+count checked: of two writers (two staff members, an outcome and the sweep, two nodes) that
+read the same state, exactly one moves the check; the other learns it lost and changes
+nothing else (no second alert, no second follow-up). The pure ``checks`` state machine
+decides what the new state is; this module only makes the write race-free.
+
+Bulk insert: the planner's rows stored by the driver's fast path.
 
 The ORM's per-row work costs more than the database itself at 40,000 rows, so PostgreSQL
 gets a COPY and SQLite one ``executemany`` with ready parameters; any other database takes
@@ -14,13 +23,15 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert
+from sqlalchemy import CursorResult, delete, insert, or_, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from supervision import checks
+from supervision.checks import ENDED, State, Transition
 from supervision.models import Check
 
-__all__ = ["Row", "insert_checks"]
+__all__ = ["Row", "delete_unopened", "insert_checks", "move", "rederive"]
 
 
 class Row(NamedTuple):
@@ -77,3 +88,60 @@ async def insert_checks(db: AsyncSession, rows: Sequence[Row]) -> None:
             f"VALUES ({', '.join('?' for _ in Row._fields)})", list(_bound(rows, dialect)))
     else:
         await db.execute(insert(Check), [r._asdict() for r in rows])
+
+
+async def move(db: AsyncSession, check_id: int, expected: State, step: Transition, *,
+               now: datetime, actor: str, note: str | None = None,
+               reason_detail: str | None = None) -> bool:
+    """Write ``step`` if the check is still ``expected``; whether this writer won."""
+    values: dict[str, Any] = {"state": step.state.value, "reason": step.reason,
+                              "reason_detail": reason_detail}
+    if step.state in ENDED:
+        values |= {"ended_at": now, "actor": actor}
+    if note is not None:
+        values["note"] = note
+    result = await db.execute(
+        update(Check).where(Check.id == check_id, Check.state == expected.value)
+        .values(**values).execution_options(synchronize_session=False))
+    return _one(result)
+
+
+def _one(result: Any) -> bool:
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+def _unopened(now: datetime) -> Any:
+    """Checks a plan change may still re-derive: planned and not yet open, or skipped by
+    the planner; never a follow-up."""
+    return (Check.parent_id.is_(None)) & or_(
+        (Check.state == State.PLANNED.value) & (Check.opens_at > now),
+        (Check.state == State.SKIPPED.value) & (Check.actor == "planner")
+        & (Check.closes_at > now))
+
+
+async def rederive(db: AsyncSession, check: Check, new: Row, now: datetime) -> bool:
+    """Move a not-yet-open check to its re-derived window and state, guarded on the state
+    it was read in (so a check the sweep opened meanwhile is left alone)."""
+    step = checks.rederive(State(check.state),
+                           new.reason if new.state == State.SKIPPED else None,
+                           skipped_by_planner=check.actor == "planner")
+    skipped = step.state is State.SKIPPED
+    result = await db.execute(
+        update(Check).where(Check.id == check.id, Check.state == check.state, _unopened(now))
+        .values(due_at=new.due_at, opens_at=new.opens_at, closes_at=new.closes_at,
+                state=step.state.value, reason=new.reason, reason_detail=new.reason_detail,
+                max_lookin_seconds=new.max_lookin_seconds, ended_at=now if skipped else None,
+                actor="planner" if skipped else None)
+        .execution_options(synchronize_session=False))
+    return _one(result)
+
+
+async def delete_unopened(db: AsyncSession, ids: Sequence[int], now: datetime) -> int:
+    """Remove checks a plan no longer has, if they are still unopened; how many went."""
+    if not ids:
+        return 0
+    result = await db.execute(delete(Check).where(Check.id.in_(ids), _unopened(now))
+                              .execution_options(synchronize_session=False))
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)

@@ -70,6 +70,17 @@ def skip(state: State, reason: str) -> Transition:
     return Transition(State.SKIPPED, reason)
 
 
+def rederive(state: State, skip_reason: str | None, *, skipped_by_planner: bool) -> Transition:
+    """A plan changed before the check opened: it becomes planned, or skipped with the
+    plan's reason. Only a planned check, or one the planner itself skipped (a pause that
+    has been lifted), is re-derived; a check anyone else ended stays as it ended."""
+    if not (state is State.PLANNED or (state is State.SKIPPED and skipped_by_planner)):
+        raise TransitionError(f"cannot re-plan a check that is {state}")
+    if skip_reason is not None:
+        return Transition(State.SKIPPED, skip_reason)
+    return Transition(State.PLANNED, "")
+
+
 def record_outcome(state: State, outcome: Outcome, *, follow_ups_so_far: int,
                    max_follow_ups: int, interval_minutes: int) -> Transition:
     """What staff recorded after a look-in."""

@@ -1,4 +1,4 @@
-"""supervision serve | migrate | seed-demo | demo | user add | audit verify/export."""
+"""supervision serve | migrate | seed-demo | demo | user add | audit verify/checkpoint/export."""
 
 from __future__ import annotations
 
@@ -30,11 +30,22 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from supervision.app import create_app
+    from supervision.http_server import guarded_protocol
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level="info", ws_max_size=settings.ws_max_message_bytes * 2,
                 # alerts are small; compressing each one once per patrol socket cost more
                 # CPU than anything else in the fan-out (bench/alert_latency.py)
-                access_log=False, ws_per_message_deflate=False)
+                access_log=False, ws_per_message_deflate=False,
+                # connection bounds (docs/architecture.md, "HTTP limits"): a head must
+                # arrive in time and fit, an idle kept-alive connection is closed
+                http=guarded_protocol(settings.header_timeout_seconds,
+                                      settings.max_header_bytes, settings.send_timeout_seconds),
+                timeout_keep_alive=settings.keepalive_timeout_seconds,
+                limit_concurrency=settings.max_connections,
+                # X-Forwarded-For/-Proto only from the configured proxies (uvicorn's own
+                # default believes 127.0.0.1, so anyone on the host could name an address)
+                proxy_headers=bool(settings.trusted_proxies),
+                forwarded_allow_ips=list(settings.trusted_proxies), server_header=False)
 
 
 T = TypeVar("T")
@@ -164,21 +175,76 @@ async def _user_role(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from supervision import audit
+    from supervision import audit, audit_anchor
+    from supervision.tickets import ServerKey
 
-    async def work(db: AsyncSession) -> list[audit.Problem] | str:
-        if args.audit_command == "verify":
-            return await audit.verify(db)
-        return await audit.export_csv(db, _utc(args.from_), _utc(args.to))
-
-    result = asyncio.run(_with_db(settings, work))
-    if isinstance(result, str):  # export
-        sys.stdout.write(result)
+    if args.audit_command == "public-key":
+        if not settings.key_file.exists():  # never make a key here: it would be a stray one
+            print(f"no server key at {settings.key_file}", file=sys.stderr)
+            return 2
+        print(ServerKey.load(settings.key_file).public_key_b64)
         return 0
-    for problem in result:
-        print(f"entry {problem.entry_id}: {problem.what}")
-    print("audit chain intact" if not result else f"{len(result)} problem(s) found")
-    return 0 if not result else 1
+    if args.audit_command == "checkpoint":
+        async def anchor() -> audit_anchor.Checkpoint | None:
+            database = Database.open(settings.database_url)
+            try:
+                await migrate(database.engine)
+                return await audit_anchor.write_checkpoint(database, settings, "manual")
+            finally:
+                await database.engine.dispose()
+        try:
+            made = asyncio.run(anchor())
+        except OSError as exc:
+            print(f"checkpoint failed: {exc}", file=sys.stderr)
+            return 1
+        assert made is not None
+        print(f"checkpoint of entry {made.entry} ({made.count} entries) at {made.at} "
+              f"written to {settings.audit_witness}"
+              + (f" and syslog {settings.audit_syslog}" if settings.audit_syslog else ""))
+        return 0
+    if args.audit_command == "export":
+        sys.stdout.write(asyncio.run(_with_db(
+            settings, lambda db: audit.export_csv(db, _utc(args.from_), _utc(args.to)))))
+        return 0
+    return _audit_verify(settings, args)
+
+
+def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """The chain, and the chain against the checkpoints: by default the service's own
+    witness file and key; an auditor names the copies and the public key they kept."""
+    from camera_agent.protocol import Refusal, load_public_key
+    from supervision import audit_anchor
+    from supervision.tickets import ServerKey
+
+    keys: list[str] = args.public_key or []
+    for key in keys:
+        try:
+            load_public_key(key)
+        except Refusal:
+            print(f"--public-key {key!r} is not an Ed25519 public key (base64url, 32 bytes)",
+                  file=sys.stderr)
+            return 2
+    if not keys:
+        if not settings.key_file.exists():
+            print(f"no server key at {settings.key_file}: give the public key with "
+                  "--public-key", file=sys.stderr)
+            return 2
+        keys = [ServerKey.load(settings.key_file).public_key_b64]
+    witnesses = ([audit_anchor.Witness(Path(p)) for p in args.witness or []]
+                 + [audit_anchor.Witness(Path(p), syslog=True) for p in args.syslog_copy or []])
+    witnesses = witnesses or [audit_anchor.Witness(settings.audit_witness)]
+
+    report = asyncio.run(_with_db(settings, lambda db: audit_anchor.check(db, witnesses, keys)))
+    for problem in report.problems:
+        print(f"{problem.place}: {problem.what}")
+    if report.latest is not None:
+        cp = report.latest
+        print(f"checkpoints verified: {report.verified}; the newest names entry {cp.entry} "
+              f"({cp.count} entries, at {cp.at}); entries after it, not yet checkpointed: "
+              f"{report.unanchored}")
+    print("audit chain intact" if report.intact
+          else f"{len(report.problems)} problem(s) found")
+    return 0 if report.intact else 1
 
 
 def _utc(text: str | None) -> datetime | None:
@@ -217,7 +283,18 @@ def main(argv: list[str] | None = None) -> int:
     change.add_argument("--disable", action="store_true")
     aud = sub.add_parser("audit")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True)
-    aud_sub.add_parser("verify")
+    verify = aud_sub.add_parser("verify", help="the hash chain, and it against the checkpoints")
+    verify.add_argument("--public-key", action="append", metavar="KEY",
+                        help="the server's public key as kept by the auditor, written "
+                             "--public-key=KEY (a key may start with '-'); repeat for an "
+                             "older key; default: this server's key")
+    verify.add_argument("--witness", action="append", metavar="FILE",
+                        help="a copy of the checkpoint file (repeatable); default: the "
+                             "service's own witness file")
+    verify.add_argument("--syslog-copy", action="append", metavar="FILE",
+                        help="a syslog file holding checkpoint lines (repeatable)")
+    aud_sub.add_parser("checkpoint", help="sign the chain's head and write it to the witnesses")
+    aud_sub.add_parser("public-key", help="print the server's public key (for auditors)")
     export = aud_sub.add_parser("export")
     export.add_argument("--from", dest="from_")
     export.add_argument("--to")

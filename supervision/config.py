@@ -7,12 +7,13 @@ shared file for one node without editing it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,7 +42,6 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     default_locale: str = "sv"
-    secure_cookies: bool = False  # True behind HTTPS
     session_hours: float = 12.0
     # the night
     sweep_seconds: float = 5.0
@@ -64,8 +64,53 @@ class Settings(BaseSettings):
     # abuse limits
     login_attempts_per_minute: int = 10
     ws_max_message_bytes: int = 64 * 1024
+    #: how often the sessions of open patrol sockets are checked against the database, so
+    #: a session ended by another process (the CLI) or expired closes its sockets
+    socket_recheck_seconds: float = Field(default=2.0, gt=0, le=60)
+    # several nodes on one PostgreSQL (supervision/leadership.py): how often a node that
+    # does not lead tries to (bounds the take-over after the leader dies), and how often
+    # the leader checks the connection that holds its lock
+    leader_retry_seconds: float = Field(default=2.0, gt=0, le=10)
+    leader_check_seconds: float = Field(default=1.0, gt=0, le=10)
     enrolment_hours: float = 24.0
+    # HTTP limits (supervision/http_guard.py, supervision/http_server.py; docs/architecture.md)
+    #: any request body; a plan save or preview is a few hundred KB at most
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: the longest pause while a request body arrives
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: a request's line and headers must arrive within this, from its first byte or from
+    #: the connection's opening (a connection that says nothing is closed after it)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096)
+    #: an idle kept-alive connection is closed after this
+    keepalive_timeout_seconds: int = Field(default=5, ge=1)
+    #: an answer left unread this long (the send buffer stays full) aborts the connection
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: open connections and sockets together (camera links and patrol phones count);
+    #: above it a new request gets 503 from the server
+    max_connections: int = Field(default=2048, ge=16)
+    #: addresses or networks of the reverse proxies whose X-Forwarded-For/-Proto are
+    #: believed; empty: no forwarded header is believed, the peer's address counts
+    trusted_proxies: list[str] = Field(default_factory=list)
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    # audit anchor (supervision/audit.py; docs/architecture.md "Audit"): the chain's head,
+    # signed, is appended to a witness outside the database at start, at stop, and every
+    # N minutes when it moved; entries after the last checkpoint are not yet anchored
+    audit_checkpoint_minutes: float = Field(default=5.0, gt=0)
+    audit_witness_file: Path | None = None  # None: data_dir / "audit-checkpoints.jsonl"
+    #: also send each checkpoint to syslog: "/dev/log" or "host:port" (UDP); None = off
+    audit_syslog: str | None = None
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Cookies are sent over HTTPS only whenever the service is reached over HTTPS."""
+        return self.public_url.lower().startswith("https://")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Each an IP address or a network; a typo must not silently trust nobody (or all)."""
+        return [str(ipaddress.ip_network(item.strip(), strict=False)) for item in value]
 
     @property
     def webhook_on(self) -> bool:
@@ -86,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def key_file(self) -> Path:
         return self.data_dir / "server.key"
+
+    @property
+    def audit_witness(self) -> Path:
+        return self.audit_witness_file or self.data_dir / "audit-checkpoints.jsonl"
 
 
 @lru_cache

@@ -14,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
 from camera_agent.protocol import Refusal
-from supervision import audit, checks
-from supervision.alerts import patrol_view, raise_alert
-from supervision.checks import Outcome, State
+from supervision import audit
+from supervision.checks import State
 from supervision.errors import ServiceError
 from supervision.models import Camera, Check, User, Visit
 from supervision.plans import current_plan
@@ -45,6 +44,17 @@ async def active_visit(db: AsyncSession, camera_id: str, now: datetime) -> Visit
     return visit
 
 
+def _visit(session: str, check: Check, camera_id: str, viewer: User, nonce: str,
+           now: datetime, seconds: int, *, refused: str | None = None) -> Visit:
+    visit = Visit(id=session, check_id=check.id, camera_id=camera_id,
+                  recipient_id=check.recipient_id, viewer_id=viewer.id, nonce=nonce,
+                  requested_at=now, expires_at=now + timedelta(seconds=seconds))
+    if refused is not None:
+        visit.ended_at, visit.seconds = now, 0.0
+        visit.end_reason, visit.end_detail = "refused", refused
+    return visit
+
+
 async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
     """Every server-side condition, then a ticket, then the relay. The agent checks again."""
     if user.role not in VIEWER_ROLES:
@@ -63,30 +73,47 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
         if not decision.allowed:  # the agent asks the same question; refuse it here first
             raise ServiceError(409, "error.not_authorised", reason=decision.code,
                                words={"reason": f"agents.reason.{decision.code}"})
+        # the camera's row is locked (PostgreSQL) so two viewers cannot both get a ticket
         camera = (await db.execute(select(Camera).where(
             Camera.recipient_id == check.recipient_id, Camera.revoked.is_(False),
-            Camera.public_key.is_not(None)).limit(1))).scalar()
+            Camera.public_key.is_not(None)).order_by(Camera.id).limit(1)
+            .with_for_update())).scalar()
         if camera is None or camera.public_key is None:
             raise ServiceError(409, "error.no_camera")
-        if not rt.links.is_online(camera.id):
-            raise ServiceError(503, "error.camera_offline")
         busy = await active_visit(db, camera.id, now)
         if busy is not None:
             viewer = await db.get(User, busy.viewer_id)
             raise ServiceError(409, "error.being_viewed",
-                              viewer=viewer.display_name if viewer else "?")
-        seconds = check.max_lookin_seconds
+                               viewer=viewer.display_name if viewer else "?")
+        # the window's end is a hard limit: no ticket reaches past it
+        # ... nor past the end of the plan window that allows it (a follow-up's is
+        # extended), which is where the agent stops by its own plan too
+        end = min(check.closes_at, decision.until) if decision.until else check.closes_at
+        seconds = math.floor(min(check.max_lookin_seconds, (end - now).total_seconds()))
+        if seconds < 1:
+            raise ServiceError(409, "error.outside_window")
         session = secrets.token_hex(8)
-        ticket, token = rt.key.issue(check_id=check.id, camera_id=camera.id,
-                                     viewer=user.username, session=session, seconds=seconds,
-                                     follow_ups=check.follow_ups, now=now.timestamp())
-        db.add(Visit(id=session, check_id=check.id, camera_id=camera.id,
-                     recipient_id=check.recipient_id, viewer_id=user.id, nonce=ticket.nonce,
-                     requested_at=now, expires_at=now + timedelta(seconds=seconds)))
-        await audit.append(db, user.username, "lookin.requested", f"visit:{session}",
-                           {"check": check.id, "camera": camera.id,
-                            "recipient": check.recipient_id, "seconds": seconds})
+        if not rt.links.is_online(camera.id):
+            # recorded, so Technical failure can rest on this refused attempt
+            db.add(_visit(session, check, camera.id, user, secrets.token_hex(16), now, 0,
+                          refused="camera-offline"))
+            await audit.append(db, user.username, "lookin.refused", f"visit:{session}",
+                               {"check": check.id, "camera": camera.id,
+                                "reason": "camera-offline"})
+            offline = True
+        else:
+            offline = False
+            ticket, token = rt.key.issue(check_id=check.id, camera_id=camera.id,
+                                         viewer=user.username, session=session,
+                                         seconds=seconds, follow_ups=check.follow_ups,
+                                         now=now.timestamp())
+            db.add(_visit(session, check, camera.id, user, ticket.nonce, now, seconds))
+            await audit.append(db, user.username, "lookin.requested", f"visit:{session}",
+                               {"check": check.id, "camera": camera.id,
+                                "recipient": check.recipient_id, "seconds": seconds})
         camera_id, agent_key = camera.id, camera.public_key
+    if offline:
+        raise ServiceError(503, "error.camera_offline", session=session)
     try:
         reply = await rt.links.request_lookin(camera_id, session, token, offer,
                                               rt.settings.lookin_answer_timeout)
@@ -95,13 +122,13 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
             "agent-unavailable" if isinstance(exc, AgentUnavailable) else "agent-timeout")
         async with rt.write() as db:
             visit = await db.get(Visit, session)
-            if visit is not None:
+            if visit is not None and visit.ended_at is None:
                 visit.ended_at, visit.seconds = datetime.now(UTC), 0.0
                 visit.end_reason, visit.end_detail = "refused", reason[:256]
         if isinstance(exc, Refusal):
-            raise ServiceError(409, "error.agent_refused", reason=reason,
+            raise ServiceError(409, "error.agent_refused", reason=reason, session=session,
                                words={"reason": f"agents.reason.{reason}"}) from exc
-        raise ServiceError(504, "error.agent_timeout") from exc
+        raise ServiceError(504, "error.agent_timeout", session=session) from exc
     return Started(session=session, sdp=str(reply["sdp"]), signature=str(reply["signature"]),
                    agent_key=agent_key, expires_at=now + timedelta(seconds=seconds),
                    seconds=seconds)
@@ -119,64 +146,6 @@ async def own_visit(rt: Runtime, user: User, session: str) -> Visit:
 async def end(rt: Runtime, user: User, session: str) -> None:
     visit = await own_visit(rt, user, session)
     await rt.links.send(visit.camera_id, "end", session=session)
-
-
-async def record_outcome(rt: Runtime, user: User, check_id: int, outcome: Outcome,
-                         session: str | None) -> tuple[Check, dict[str, Any] | None]:
-    """The outcome, its follow-up and its alert commit together, or not at all."""
-    if user.role not in VIEWER_ROLES:
-        raise ServiceError(403, "error.role")
-    now = datetime.now(UTC)
-    async with rt.write() as db:
-        check = await db.get(Check, check_id)
-        if check is None:
-            raise ServiceError(404, "error.no_check")
-        found = await current_plan(db, check.recipient_id)
-        rule = found[1].follow_up if found else schedules.FollowUpRule()
-        try:
-            step = checks.record_outcome(State(check.state), outcome,
-                                         follow_ups_so_far=check.follow_ups,
-                                         max_follow_ups=rule.max_follow_ups,
-                                         interval_minutes=rule.interval_minutes)
-        except checks.TransitionError as exc:
-            raise ServiceError(409, "error.check_closed") from exc
-        visit = None
-        if session:
-            visit = await db.get(Visit, session)
-            if visit is None or visit.check_id != check.id or visit.viewer_id != user.id:
-                raise ServiceError(404, "error.no_visit")
-            visit.outcome = outcome.value
-        check.state, check.reason = step.state, step.reason
-        check.ended_at, check.actor = now, user.username
-        await audit.append(db, user.username, "check.outcome", f"check:{check.id}",
-                           {"outcome": outcome.value, "state": step.state.value,
-                            "visit": session, "recipient": check.recipient_id,
-                            "camera": visit.camera_id if visit else None})
-        if step.follow_up_in_minutes is not None:
-            await _add_follow_up(db, check, step.follow_up_in_minutes, found)
-        pushed = None
-        if step.alert is not None:
-            alert = await raise_alert(db, check, step.alert, user.username,
-                                      webhook_on=rt.settings.webhook_on)
-            pushed = await patrol_view(db, alert)
-    if pushed is not None:
-        await rt.patrol.broadcast({"type": "alert", "alert": pushed})
-    return check, pushed
-
-
-async def _add_follow_up(db: AsyncSession, check: Check, minutes: int,
-                         found: tuple[Any, schedules.Plan] | None) -> Check:
-    plan = found[1] if found else schedules.Plan(check_times=())
-    due = datetime.now(UTC) + timedelta(minutes=minutes)
-    follow = Check(slot=f"{check.slot}/fu{check.follow_ups + 1}", recipient_id=check.recipient_id,
-                   night=check.night, due_at=due,
-                   opens_at=due - timedelta(minutes=plan.window_before_minutes),
-                   closes_at=due + timedelta(minutes=plan.window_after_minutes),
-                   state=State.PLANNED, follow_ups=check.follow_ups + 1, parent_id=check.id,
-                   max_lookin_seconds=check.max_lookin_seconds)
-    db.add(follow)
-    await db.flush()
-    return follow
 
 
 async def on_agent_report(rt: Runtime, camera_id: str, msg: dict[str, Any]) -> None:
@@ -198,11 +167,25 @@ async def on_agent_report(rt: Runtime, camera_id: str, msg: dict[str, Any]) -> N
         elif kind == "camera" and msg.get("state") in ("opened", "released"):
             # the agent's own clock too: when the device says it opened or let go
             agent_at = _finite(msg.get("at"))
+            session = str(msg.get("session"))[:48]
             await audit.append(db, f"camera:{camera_id}", f"camera.{msg['state']}",
-                               f"visit:{str(msg.get('session'))[:48]}", {"agent_at": agent_at})
+                               f"visit:{session}", {"agent_at": agent_at})
+            visit = await db.get(Visit, session)
+            if msg["state"] == "opened" and visit is not None \
+                    and visit.camera_id == camera_id and visit.camera_opened_at is None:
+                visit.camera_opened_at = now  # half of what an outcome rests on
         elif kind == "lookin_ended":
             visit = await db.get(Visit, str(msg.get("session")))
-            if visit is not None and visit.camera_id == camera_id and visit.end_reason is None:
+            if visit is not None and visit.camera_id == camera_id and visit.end_reason in (
+                    LINK_LOST, UNREPORTED):
+                # closed here when the camera went away; keep the device's own account too
+                await audit.append(db, f"camera:{camera_id}", "lookin.reported",
+                                   f"visit:{visit.id}", {
+                                       "seconds": _finite(msg.get("seconds")),
+                                       "reason": str(msg.get("reason", ""))[:64],
+                                       "detail": str(msg.get("detail") or "")[:256]})
+            elif visit is not None and visit.camera_id == camera_id \
+                    and visit.end_reason is None:
                 visit.ended_at = now
                 seconds = _finite(msg.get("seconds"))
                 visit.seconds = seconds if seconds is not None and seconds >= 0 \
@@ -227,3 +210,65 @@ def _finite(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
+
+
+#: end reasons the service writes when the camera cannot report the end itself
+LINK_LOST = "agent-gone"
+UNREPORTED = "unreported"
+#: how long after its ticket expired a look-in may still be reported by its camera
+REPORT_GRACE = timedelta(seconds=15)
+
+
+async def picture(rt: Runtime, user: User, session: str, ttff_ms: int) -> None:
+    """The viewer's browser decoded the first frame: the other half of what an outcome
+    rests on (the agent's "camera opened" is the first). Kept with the visit, with the
+    time to first frame; a repeat changes nothing."""
+    now = datetime.now(UTC)
+    async with rt.write() as db:
+        visit = await db.get(Visit, session[:64])
+        if visit is None or visit.viewer_id != user.id:
+            raise ServiceError(404, "error.no_visit")
+        if visit.end_reason == "refused":
+            raise ServiceError(409, "error.lookin_refused")
+        if visit.first_frame_at is not None:
+            return
+        visit.first_frame_at, visit.ttff_ms = now, ttff_ms
+        await audit.append(db, user.username, "lookin.picture", f"visit:{visit.id}",
+                           {"check": visit.check_id, "ttff_ms": ttff_ms})
+
+
+async def link_lost(rt: Runtime, camera_id: str) -> int:
+    """The camera's link dropped: its look-ins in progress end in the record now (the agent
+    itself stops at the ticket's expiry at the latest); how many were closed."""
+    now = datetime.now(UTC)
+    async with rt.write() as db:
+        visits = (await db.execute(select(Visit).where(
+            Visit.camera_id == camera_id, Visit.ended_at.is_(None)))).scalars().all()
+        for visit in visits:
+            await _close(db, visit, now, LINK_LOST, "the camera's link dropped")
+    return len(visits)
+
+
+async def close_lapsed(db: AsyncSession, now: datetime) -> int:
+    """Look-ins whose ticket expired and whose end nobody reported (a camera that died)
+    end in the record; called by the sweep in its transaction."""
+    visits = (await db.execute(select(Visit).where(
+        Visit.ended_at.is_(None), Visit.expires_at < now - REPORT_GRACE))).scalars().all()
+    for visit in visits:
+        await _close(db, visit, min(now, visit.expires_at), UNREPORTED,
+                     "no end reported by the camera")
+    return len(visits)
+
+
+async def _close(db: AsyncSession, visit: Visit, at: datetime, reason: str,
+                 detail: str) -> None:
+    visit.ended_at = at
+    visit.seconds = max(0.0, (min(at, visit.expires_at) - visit.requested_at).total_seconds())
+    visit.end_reason, visit.end_detail = reason, detail
+    viewer = await db.get(User, visit.viewer_id)
+    await audit.append(db, viewer.username if viewer else "?", "lookin.ended",
+                       f"visit:{visit.id}", {
+                           "check": visit.check_id, "camera": visit.camera_id,
+                           "recipient": visit.recipient_id,
+                           "start": visit.requested_at.isoformat(), "end": at.isoformat(),
+                           "seconds": visit.seconds, "reason": reason, "detail": detail})

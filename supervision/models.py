@@ -11,6 +11,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -116,6 +117,7 @@ class Check(Base):
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
     actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
     max_lookin_seconds: Mapped[int] = mapped_column(Integer, default=30)
+    note: Mapped[str | None] = mapped_column(String(500), nullable=True)  # staff's note
 
 
 class Visit(Base):
@@ -136,10 +138,16 @@ class Visit(Base):
     end_reason: Mapped[str | None] = mapped_column(String(128), nullable=True)
     end_detail: Mapped[str | None] = mapped_column(String(256), nullable=True)  # e.g. busy
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # what an outcome rests on: the agent said the camera opened for this session, and the
+    # viewer's browser said it decoded the first frame (time to first frame, ms)
+    camera_opened_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    first_frame_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    ttff_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Alert(Base):
     __tablename__ = "alerts"
+    __table_args__ = (Index("ux_alerts_check_id", "check_id", unique=True),)  # one per check
     id: Mapped[int] = mapped_column(primary_key=True)
     check_id: Mapped[int | None] = mapped_column(ForeignKey("checks.id"), nullable=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"), index=True)
@@ -185,3 +193,13 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
     # every attempt: {"at", "status", "error", "next"}, so admins see the backoff afterwards
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class ServerIdentity(Base):
+    """The service's public key, recorded at its first start. The agents pin it, so every
+    node must hold its private half (supervision/identity.py refuses any other)."""
+
+    __tablename__ = "server_identity"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # always 1
+    public_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]

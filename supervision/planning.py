@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
 from schedules.night import skip_reason
-from supervision.check_rows import Row, insert_checks
+from supervision.check_rows import Row, delete_unopened, insert_checks, rederive
 from supervision.checks import State
 from supervision.models import Check
 from supervision.plans import Version, in_chunks, in_force, load_plans, lock, tonight, versions_of
@@ -200,14 +200,13 @@ async def _replace(db: AsyncSession, ids: list[int] | None, desired: dict[str, R
         new = desired.get(check.slot)
         if new is None:
             gone.append(check.id)
-        elif _apply(check, new, now):
-            changes.updated += 1
-        else:
+        elif _same(check, new):
             changes.kept += 1
+        elif await rederive(db, check, new, now):
+            changes.updated += 1
     for chunk in in_chunks(gone):
         assert chunk is not None
-        await db.execute(delete(Check).where(Check.id.in_(chunk)))
-    changes.removed = len(gone)
+        changes.removed += await delete_unopened(db, chunk, now)
     new_rows = [row for key, row in desired.items() if key not in existing]
     await insert_checks(db, new_rows)
     changes.created = len(new_rows)
@@ -215,18 +214,11 @@ async def _replace(db: AsyncSession, ids: list[int] | None, desired: dict[str, R
     return changes
 
 
-def _apply(check: Check, new: Row, now: datetime) -> bool:
-    """Update a not-yet-open check to its re-derived window; whether anything changed."""
-    fields = ("due_at", "opens_at", "closes_at", "state", "reason", "reason_detail",
-              "max_lookin_seconds")
-    if all(getattr(check, f) == getattr(new, f) for f in fields):
-        return False
-    for f in fields:
-        setattr(check, f, getattr(new, f))
-    skipped = new.state == State.SKIPPED
-    check.ended_at = now if skipped else None
-    check.actor = "planner" if skipped else None
-    return True
+def _same(check: Check, new: Row) -> bool:
+    """Whether a not-yet-open check already matches its re-derived row."""
+    return all(getattr(check, f) == getattr(new, f) for f in (
+        "due_at", "opens_at", "closes_at", "state", "reason", "reason_detail",
+        "max_lookin_seconds"))
 
 
 async def plan_recipient(db: AsyncSession, recipient_id: int, now: datetime | None = None,

@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from supervision import audit, checks, webhook
-from supervision.alerts import alert_json, patrol_view, raise_alert
+from supervision import audit, check_rows, checks, lookins, webhook
+from supervision.alert_states import AlertState
+from supervision.alerts import escalate, patrol_view, raise_alert, unacknowledged
 from supervision.checks import State
 from supervision.models import Alert, Camera, Check, Recipient, Visit
 from supervision.runtime import Runtime
@@ -57,24 +58,26 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
                     step = checks.open_window(State(check.state))
             if step is None:
                 continue
-            check.state, check.reason = step.state, step.reason
-            if step.state in checks.ENDED:
-                check.ended_at, check.actor = now, "sweep"
+            if not await check_rows.move(db, check.id, State(check.state), step, now=now,
+                                         actor="sweep"):
+                continue  # an outcome (or another sweep) got there first
             await audit.append(db, "sweep", f"check.{step.state.value}", f"check:{check.id}",
                                {"reason": step.reason})
             if step.alert is not None:
                 alert = await raise_alert(db, check, step.alert, "sweep", webhook_on=s.webhook_on)
                 pushed.append(await patrol_view(db, alert))
         late = now - timedelta(minutes=s.escalate_after_minutes)
-        rows = (await db.execute(select(Alert, Recipient).join(
-            Recipient, Recipient.id == Alert.recipient_id).where(
-            Alert.state == "new", Alert.escalated_at.is_(None), Alert.created_at <= late))).all()
-        for alert, recipient in rows:
-            alert.escalated_at = now
+        candidates = (await db.execute(select(Alert).where(
+            Alert.state == AlertState.NEW.value, Alert.escalated_at.is_(None),
+            Alert.created_at <= late))).scalars().all()
+        for alert in candidates:
+            if not await escalate(db, alert, now):
+                continue  # acknowledged meanwhile
             await audit.append(db, "sweep", "alert.escalated", f"alert:{alert.id}", {})
             if s.webhook_on:
-                await webhook.enqueue(db, alert, "alert.escalated", recipient)
-            pushed.append(alert_json(alert, recipient, with_access=True) | {"escalation": True})
+                await webhook.enqueue(db, alert, "alert.escalated")
+            pushed.append(await patrol_view(db, alert) | {"escalation": True})
+        await lookins.close_lapsed(db, now)
     for data in pushed:
         await rt.patrol.broadcast({"type": "alert", "alert": data})
 
@@ -82,9 +85,7 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
 async def redeliver(rt: Runtime) -> None:
     """At least once: unacknowledged alerts go out again until someone acknowledges."""
     async with rt.read() as db:
-        rows = (await db.execute(select(Alert, Recipient).join(
-            Recipient, Recipient.id == Alert.recipient_id).where(Alert.state == "new"))).all()
-        items = [alert_json(a, r, with_access=True) for a, r in rows]
+        items = await unacknowledged(db)
     for data in items:
         await rt.patrol.broadcast({"type": "alert", "alert": data, "repeat": True})
 

@@ -29,7 +29,7 @@ from camera_agent.protocol import (
     require_str,
     verify,
 )
-from supervision import cameras
+from supervision import cameras, lookins
 from supervision.cameras import CameraCreated, CameraOut
 from supervision.context import MAX_ROW_ID, Who, require, runtime
 from supervision.errors import error_responses
@@ -176,5 +176,9 @@ async def agent_link(ws: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        was_current = rt.links.connected.get(camera_id) is conn  # not replaced by a newer link
         rt.links.detach(conn)
         log.info("agent %s unlinked", camera_id)
+        if was_current:
+            # look-ins in progress end in the record now; the device stops by itself
+            await lookins.link_lost(rt, camera_id)

@@ -8,10 +8,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from supervision import lookins, rounds_board
+from supervision import lookins, outcomes, rounds_board
 from supervision.checks import Outcome
 from supervision.context import RowId, Who, require, runtime
 from supervision.errors import error_responses
+from supervision.outcomes import MAX_NOTE
 from supervision.rounds_board import Rounds
 from supervision.runtime import Runtime
 
@@ -34,9 +35,26 @@ class LookinStarted(BaseModel):
     ice_servers: list[dict[str, Any]]
 
 
+#: a note may hold line breaks and tabs, no other control characters
+NOTE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+
+
 class OutcomeRequest(BaseModel):
     outcome: Literal["calm", "not-visible", "needs-help", "technical-failure"]
-    session: str | None = Field(default=None, max_length=64)
+    session: str | None = Field(default=None, max_length=64, description=(
+        "the look-in the outcome rests on; default: this viewer's latest on this check"))
+    note: str | None = Field(default=None, max_length=MAX_NOTE, pattern=NOTE_TEXT,
+                             description="a short note for the patrol (shown on the alert)")
+
+
+class OutcomeRecorded(BaseModel):
+    check: int
+    state: str
+    alert: int | None
+
+
+class PictureReport(BaseModel):
+    ttff_ms: int = Field(ge=0, le=600_000, description="time to the first decoded frame")
 
 
 @router.get("/rounds", response_model=Rounds, responses=error_responses(401, 403))
@@ -67,6 +85,8 @@ class LookinStatus(BaseModel):
     end_reason: str | None = Field(description="a code: expired, ended, technical-failure, ...")
     end_detail: str | None = Field(description="e.g. open-failed after technical-failure")
     seconds: float | None
+    camera_opened_at: datetime | None = Field(description="the agent reported the camera open")
+    first_frame_at: datetime | None = Field(description="the viewer's browser saw the picture")
 
 
 @router.get("/lookins/{session}", response_model=LookinStatus,
@@ -76,14 +96,31 @@ async def lookin_status(session: str, rt: Runtime = Depends(runtime),
     """How one's own look-in ended, as the camera reported it (e.g. a camera that failed)."""
     visit = await lookins.own_visit(rt, current.user, session)
     return LookinStatus(session=visit.id, ended_at=visit.ended_at, end_reason=visit.end_reason,
-                        end_detail=visit.end_detail, seconds=visit.seconds)
+                        end_detail=visit.end_detail, seconds=visit.seconds,
+                        camera_opened_at=visit.camera_opened_at,
+                        first_frame_at=visit.first_frame_at)
 
 
-@router.post("/checks/{check_id}/outcome", responses=error_responses(400, 401, 403, 404, 409))
+@router.post("/lookins/{session}/picture", status_code=204,
+             responses=error_responses(400, 401, 403, 404, 409))
+async def lookin_picture(session: str, body: PictureReport, rt: Runtime = Depends(runtime),
+                         current: Who = Depends(staff)) -> None:
+    """The browser decoded the look-in's first frame: what Calm, Not visible and Needs
+    help rest on, with the agent's report that the camera opened."""
+    await lookins.picture(rt, current.user, session, body.ttff_ms)
+
+
+@router.post("/checks/{check_id}/outcome", response_model=OutcomeRecorded,
+             responses=error_responses(400, 401, 403, 404, 409))
 async def record_outcome(check_id: RowId, body: OutcomeRequest, rt: Runtime = Depends(runtime),
-                         current: Who = Depends(staff)) -> dict[str, Any]:
-    check, alert = await lookins.record_outcome(rt, current.user, check_id,
-                                                Outcome(body.outcome), body.session)
-    return {"check": check.id, "state": check.state, "alert": alert["id"] if alert else None}
+                         current: Who = Depends(staff)) -> OutcomeRecorded:
+    """Record what the look-in showed. Calm, Not visible and Needs help only after this
+    viewer's own look-in reached the picture; Technical failure after a failed or refused
+    one. One outcome per check: a second gets 409 saying who recorded what."""
+    note = body.note.strip() if body.note and body.note.strip() else None
+    state, alert = await outcomes.record(rt, current.user, check_id, Outcome(body.outcome),
+                                         body.session, note)
+    return OutcomeRecorded(check=check_id, state=state.value,
+                           alert=alert["id"] if alert else None)
 
 

@@ -81,6 +81,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/checks/{check_id}/lookin"): only("staff"),
     ("GET", "/api/lookins/{session}"): only("staff"),
     ("POST", "/api/lookins/{session}/end"): only("staff"),
+    ("POST", "/api/lookins/{session}/picture"): only("staff"),
     ("POST", "/api/checks/{check_id}/outcome"): only("staff"),
     # night patrol
     ("GET", "/api/alerts"): only("patrol", "admin"),
@@ -147,8 +148,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         assert all(p.csrf for p in people.values()), "every role's home page has a CSRF token"
         staff = people["staff"]
         checks = wait_for(lambda: [c for c in staff.rounds() if c["state"] == "open"])
-        # a real alert, so alert ids are real too (Needs help on an open check)
-        raised = staff.post(f"/api/checks/{checks[0]['id']}/outcome", {"outcome": "needs-help"})
+        # a real alert, so alert ids are real too (no camera is linked in this world, so
+        # Technical failure is what the open check can honestly get)
+        raised = staff.post(f"/api/checks/{checks[0]['id']}/outcome",
+                            {"outcome": "technical-failure"})
         assert raised.status_code == 200, raised.text
         recipient = str(svc.world["cameras"][0]["recipient_id"])
         real = {"check_id": str(checks[-1]["id"]), "alert_id": str(raised.json()["alert"]),
@@ -270,7 +273,7 @@ async def patrol_socket(world: World, who: str) -> tuple[int | None, str]:
     """(None, the first message's type) if served, else (close code, reason)."""
     url = world.svc.url.replace("http", "ws", 1) + "/ws/patrol"
     async with websockets.connect(url, additional_headers=world.cookie(who),
-                                  open_timeout=10) as ws:
+                                  origin=world.svc.url, open_timeout=10) as ws:
         try:
             first = json.loads(await asyncio.wait_for(ws.recv(), 10))
             return None, str(first["type"])

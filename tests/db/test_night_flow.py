@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from supervision import lookins, planning
+from supervision import outcomes, planning
 from supervision.checks import Outcome, State
 from supervision.models import Alert, AuditEvent, Camera, Check, User
 from supervision.runtime import Runtime
 from supervision.sweep import sweep
+from tests.evidence import seen
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -40,7 +41,7 @@ async def test_not_visible_twice_follows_up_then_dispatches(rt: Runtime) -> None
     await mark_cameras_seen(rt, now)
     await sweep(rt, now, started_at=LONG_AGO)
     user = await staff(rt)
-    await lookins.record_outcome(rt, user, check.id, Outcome.NOT_VISIBLE, None)
+    await outcomes.record(rt, user, check.id, Outcome.NOT_VISIBLE, await seen(rt, user, check.id))
     async with rt.read() as db:
         follow = (await db.execute(select(Check).where(Check.parent_id == check.id))
                   ).scalar_one()
@@ -58,7 +59,7 @@ async def test_not_visible_twice_follows_up_then_dispatches(rt: Runtime) -> None
         row = await db.get(Check, follow.id)
         assert row is not None
         row.opens_at, row.closes_at = now - timedelta(minutes=1), now + timedelta(minutes=29)
-    await lookins.record_outcome(rt, user, follow.id, Outcome.NOT_VISIBLE, None)
+    await outcomes.record(rt, user, follow.id, Outcome.NOT_VISIBLE, await seen(rt, user, follow.id))
     async with rt.read() as db:
         assert (await db.get(Check, follow.id)).state == State.DISPATCHED  # type: ignore[union-attr]
         alert = (await db.execute(select(Alert))).scalar_one()
@@ -108,7 +109,8 @@ async def test_unacknowledged_alert_escalates_once(rt: Runtime) -> None:
     now = datetime.now(UTC)
     await mark_cameras_seen(rt, now)
     await sweep(rt, now, started_at=LONG_AGO)
-    await lookins.record_outcome(rt, await staff(rt), check.id, Outcome.NEEDS_HELP, None)
+    user = await staff(rt)
+    await outcomes.record(rt, user, check.id, Outcome.NEEDS_HELP, await seen(rt, user, check.id))
     await sweep(rt, now + timedelta(minutes=2), started_at=LONG_AGO)
     async with rt.read() as db:
         assert (await db.execute(select(Alert))).scalar_one().escalated_at is None

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from supervision import audit, lookins, planning
+from supervision import audit, outcomes, planning
 from supervision.checks import Outcome, State
 from supervision.models import Alert, AuditEvent, Check, User
 from supervision.runtime import Runtime
+from tests.evidence import seen
 
 
 async def test_planning_is_idempotent(rt: Runtime) -> None:
@@ -44,7 +45,7 @@ async def test_outcome_alert_and_audit_commit_together(rt: Runtime) -> None:
         check = (await db.execute(select(Check).order_by(Check.due_at).limit(1))).scalar_one()
         check.state = State.OPEN
         staff = (await db.execute(select(User).where(User.username == "natt"))).scalar_one()
-    await lookins.record_outcome(rt, staff, check.id, Outcome.NEEDS_HELP, None)
+    await outcomes.record(rt, staff, check.id, Outcome.NEEDS_HELP, await seen(rt, staff, check.id))
     async with rt.read() as db:
         stored = await db.get(Check, check.id)
         alerts = (await db.execute(select(Alert))).scalars().all()

@@ -30,6 +30,7 @@ from camera_agent.protocol import (
 )
 from tests.conftest import Service
 from tests.people import Person
+from tests.viewer import see
 
 TIMEOUT = 15  # generous: a loaded 2-core machine also runs three agents and the service
 
@@ -97,11 +98,12 @@ async def patrol_abuse(service: Service) -> None:
     url = ws_url(service, "/ws/patrol")
     check = (await asyncio.to_thread(staff.wait_open_checks, 1))[0]
 
-    async with connect(url, additional_headers=cookies(patrol)) as bystander:
+    async with connect(url, additional_headers=cookies(patrol),
+                       origin=service.url) as bystander:
         assert (await next_message(bystander, "snapshot"))["alerts"] == []
         for name, payload, code in PATROL_ABUSE:
             async with connect(url, additional_headers=cookies(patrol),
-                               max_size=None) as abuser:
+                               origin=service.url, max_size=None) as abuser:
                 await next_message(abuser, "snapshot")
                 await abuser.send(payload)
                 got, reason = await closed_by_server(abuser)
@@ -110,8 +112,9 @@ async def patrol_abuse(service: Service) -> None:
         # the other phone is still connected and still served
         await bystander.send(json.dumps({"type": "ping"}))
         await next_message(bystander, "pong")
+        session = await see(staff, check["id"])
         reply = await asyncio.to_thread(staff.post, f"/api/checks/{check['id']}/outcome",
-                                        {"outcome": "needs-help"})
+                                        {"outcome": "needs-help", "session": session})
         assert reply.status_code == 200, reply.text
         alert = await next_message(bystander, "alert")
         assert alert["alert"]["id"] == reply.json()["alert"]

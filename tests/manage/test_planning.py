@@ -4,6 +4,7 @@ ORM would."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from supervision.config import Settings
 from supervision.db import Database, make_engine, make_sessionmaker, migrate
 from supervision.models import Camera, Check, Plan, Recipient
 from supervision.runtime import Runtime
-from supervision.signaling import AgentConnection
+from supervision.signaling import AgentConnection, AgentLinks
 
 # 21:00 in Stockholm on Monday 2026-11-23: tonight is the night of the 23rd
 NOW = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
@@ -147,13 +148,18 @@ async def test_bulk_insert_stores_what_the_orm_stores(rt: Runtime) -> None:
 
 
 class Wire:
-    """Stands in for an agent's WebSocket: records what the service sends."""
+    """Stands in for an agent's WebSocket: records what the service sends, and acknowledges
+    each plan as an agent that verified it does (a push counts only when acknowledged)."""
 
-    def __init__(self) -> None:
+    def __init__(self, links: AgentLinks) -> None:
         self.sent: list[str] = []
+        self.links = links
 
     async def send_text(self, data: str) -> None:
         self.sent.append(data)
+        msg = json.loads(data)
+        if msg["type"] == "plan":
+            await self.links.handle("cam-1", {"type": "plan_ack", "version": msg["version"]})
 
 
 async def test_a_future_version_is_pushed_once_its_first_night_begins(rt: Runtime) -> None:
@@ -163,7 +169,7 @@ async def test_a_future_version_is_pushed_once_its_first_night_begins(rt: Runtim
         db.add(Camera(id="cam-1", recipient_id=1, public_key="k" * 43, revoked=False))
         await save(db, plan("22:00"), 1)
         await save(db, plan("23:00", effective_from=str(tonight + timedelta(days=1))), 2)
-    wire = Wire()
+    wire = Wire(rt.links)
     rt.links.attach(AgentConnection("cam-1", wire))  # type: ignore[arg-type]
     assert await push_switched(rt) == [], "tomorrow's version waits"
     async with rt.write() as db:

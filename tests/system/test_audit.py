@@ -8,10 +8,10 @@ import io
 import sqlite3
 import subprocess
 
+from tests import viewer
 from tests.conftest import Service
 from tests.harness import BIN
 from tests.people import Person
-from tests.system.test_lookin_aiortc import look
 
 
 def cli(svc: Service, *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,11 +24,12 @@ def test_lookins_are_listed_and_the_chain_detects_tampering(service: Service) ->
     check = staff.wait_open_checks(1)[0]
 
     async def short_lookin() -> str:
-        pc, data, frames = await look(service, staff, check["id"], 1.5)
-        assert frames
-        await asyncio.to_thread(staff.post, f"/api/lookins/{data['session']}/end")
-        await pc.close()
-        return str(data["session"])
+        seen = await viewer.look(staff, check["id"])  # reports the first frame, as a page does
+        await asyncio.sleep(1.5)
+        assert seen.frames
+        await asyncio.to_thread(staff.post, f"/api/lookins/{seen.session}/end")
+        await seen.close()
+        return seen.session
 
     session = asyncio.run(short_lookin())
     assert staff.post(f"/api/checks/{check['id']}/outcome",

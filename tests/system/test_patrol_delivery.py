@@ -12,6 +12,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import Service
 from tests.people import Person
+from tests.viewer import see
 
 
 def ws_url(svc: Service) -> str:
@@ -37,15 +38,16 @@ async def test_missed_alerts_arrive_on_reconnect_and_repeat_until_acknowledged(
     checks = await asyncio.to_thread(staff.wait_open_checks, 1)
     headers = {"Cookie": cookie_header(patrol)}
 
-    async with connect(ws_url(service), additional_headers=headers) as ws:
+    async with connect(ws_url(service), additional_headers=headers, origin=service.url) as ws:
         snapshot = json.loads(await ws.recv())
         assert snapshot == {"type": "snapshot", "alerts": []}
     # the patrol phone is offline when staff flag Needs help
+    session = await see(staff, checks[0]["id"])
     reply = await asyncio.to_thread(staff.post, f"/api/checks/{checks[0]['id']}/outcome",
-                                    {"outcome": "needs-help"})
+                                    {"outcome": "needs-help", "session": session})
     assert reply.status_code == 200
     alert_id = reply.json()["alert"]
-    async with connect(ws_url(service), additional_headers=headers) as ws:
+    async with connect(ws_url(service), additional_headers=headers, origin=service.url) as ws:
         snapshot = json.loads(await ws.recv())
         assert [a["id"] for a in snapshot["alerts"]] == [alert_id]
         alert = snapshot["alerts"][0]

@@ -6,6 +6,7 @@ made to close during the outage, and so on."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 
 from tests.harness import Service, make_service
 from tests.people import Person
+from tests.viewer import see
 
 
 @pytest.fixture
@@ -51,7 +53,9 @@ def test_sigkill_loses_nothing(night: Service) -> None:
     first, second, third = (c["id"] for c in opened[:3])
     # second: Not visible -> a follow-up is pending; third: Needs help -> alert unacknowledged
     for check_id, outcome in ((second, "not-visible"), (third, "needs-help")):
-        reply = staff.post(f"/api/checks/{check_id}/outcome", {"outcome": outcome})
+        session = asyncio.run(see(staff, check_id))  # the outcome rests on a real look-in
+        reply = staff.post(f"/api/checks/{check_id}/outcome",
+                           {"outcome": outcome, "session": session})
         assert reply.status_code == 200, reply.text
     slots_before = db_rows(night, "SELECT id, slot FROM checks ORDER BY id")
     (follow_up,), = db_rows(night, "SELECT id FROM checks WHERE parent_id = ?", second)

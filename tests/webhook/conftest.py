@@ -35,6 +35,12 @@ def signature_ok(secret: str, got: Received) -> bool:
 
 
 @dataclass
+class _Server(ThreadingHTTPServer):
+    # the default listen backlog (5) drops most of a batch of 20 deliveries, and the SYN
+    # retries stretch each batch to seconds
+    request_queue_size = 128
+
+
 class Receiver:
     port: int = field(default_factory=free_port)
     fail_first: int = 0  # answer this many requests with fail_status, then 200
@@ -67,7 +73,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

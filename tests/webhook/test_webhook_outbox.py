@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from camera_agent.backoff import backoff
-from supervision import audit, dispatch, lookins, planning, webhook
+from supervision import audit, dispatch, outcomes, planning, webhook
 from supervision.alerts import raise_alert
 from supervision.checks import AlertEffect, Outcome, State
 from supervision.config import Settings
@@ -22,6 +22,7 @@ from supervision.db import Database, make_engine, make_sessionmaker, migrate
 from supervision.demo import seed
 from supervision.models import Alert, AuditEvent, Check, User, WebhookDelivery
 from supervision.runtime import Runtime
+from tests.evidence import seen
 from tests.webhook.conftest import SECRET, Receiver, signature_ok
 
 MakeRuntime = Callable[..., Runtime]
@@ -77,7 +78,8 @@ async def test_rows_commit_with_the_alert_or_not_at_all(make_rt: MakeRuntime) ->
             raise RuntimeError("the outcome's transaction fails after the alert was written")
     assert await count(rt, Alert) == 0 and await count(rt, WebhookDelivery) == 0
 
-    await lookins.record_outcome(rt, await user(rt, "natt"), check_id, Outcome.NEEDS_HELP, None)
+    natt = await user(rt, "natt")
+    await outcomes.record(rt, natt, check_id, Outcome.NEEDS_HELP, await seen(rt, natt, check_id))
     async with rt.read() as db:
         (alert,) = (await db.execute(select(Alert))).scalars().all()
         (row,) = (await db.execute(select(WebhookDelivery))).scalars().all()
@@ -89,7 +91,8 @@ async def test_rows_commit_with_the_alert_or_not_at_all(make_rt: MakeRuntime) ->
 async def test_webhook_off_writes_no_rows(make_rt: MakeRuntime) -> None:
     rt = make_rt()  # no webhook_url
     check_id = await open_a_check(rt)
-    await lookins.record_outcome(rt, await user(rt, "natt"), check_id, Outcome.NEEDS_HELP, None)
+    natt = await user(rt, "natt")
+    await outcomes.record(rt, natt, check_id, Outcome.NEEDS_HELP, await seen(rt, natt, check_id))
     assert await count(rt, Alert) == 1 and await count(rt, WebhookDelivery) == 0
     assert await webhook.deliver_due(rt.database, rt.settings) == 0
 
@@ -100,8 +103,9 @@ async def test_given_up_after_the_last_attempt_and_events_stay_in_order(
     rt = make_rt(webhook_url=receiver.start().url, webhook_secret=SECRET,
                  webhook_max_attempts=2, webhook_backoff_base_seconds=0.05,
                  webhook_backoff_cap_seconds=0.05)
-    _, alert = await lookins.record_outcome(rt, await user(rt, "natt"), await open_a_check(rt),
-                                            Outcome.NEEDS_HELP, None)
+    natt, check_id = await user(rt, "natt"), await open_a_check(rt)
+    _, alert = await outcomes.record(rt, natt, check_id, Outcome.NEEDS_HELP,
+                                     await seen(rt, natt, check_id))
     assert alert is not None
     await dispatch.alert_state(rt, await user(rt, "patrull"), alert["id"], "acknowledged", None)
 

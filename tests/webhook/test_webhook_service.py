@@ -3,6 +3,7 @@ admins, and still delivered after a SIGKILL (the outbox is in the database)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import pytest
 from supervision import webhook
 from tests.harness import Service, make_service
 from tests.people import Person
+from tests.viewer import see
 from tests.webhook.conftest import SECRET, Receiver, signature_ok
 
 FAST = {"webhook_secret": SECRET, "webhook_poll_seconds": "0.2",
@@ -24,7 +26,8 @@ FAST = {"webhook_secret": SECRET, "webhook_poll_seconds": "0.2",
 
 @pytest.fixture
 def service_for(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
-    """A service (demo data, no agents) sending its webhook to the given URL."""
+    """A service (demo data; agents start when a test needs a look-in) sending its webhook
+    to the given URL."""
     made: list[Service] = []
 
     def start(url: str) -> Service:
@@ -38,20 +41,17 @@ def service_for(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
         svc.stop()
 
 
-def open_check(staff: Person, timeout: float = 20) -> int:
-    """An open check; recording an outcome needs no camera."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [c["id"] for c in staff.rounds() if c["state"] == "open"]
-        if found:
-            return int(found[0])
-        time.sleep(0.2)
-    raise TimeoutError("no open check")
-
-
 def needs_help(svc: Service) -> int:
+    """A real Needs help: the cameras link, and staff see the picture before pressing."""
+    for cam in svc.world["cameras"]:
+        if cam["camera_id"] not in svc.agents:
+            svc.enrol(cam, source=f"synthetic:{cam['recipient_id']}")
+            svc.start_agent(cam["camera_id"])
     staff = Person(svc.url, "natt")
-    reply = staff.post(f"/api/checks/{open_check(staff)}/outcome", {"outcome": "needs-help"})
+    check = staff.wait_open_checks(1)[0]["id"]
+    session = asyncio.run(see(staff, check))
+    reply = staff.post(f"/api/checks/{check}/outcome",
+                       {"outcome": "needs-help", "session": session})
     assert reply.status_code == 200, reply.text
     return int(reply.json()["alert"])
 

@@ -1,0 +1,55 @@
+"""The rounds page in Chromium: outcome buttons unlock only with the picture, say why they
+are disabled, and a second staff member refused the video can send the patrol but not
+press Calm; the note reaches the patrol's card."""
+
+from __future__ import annotations
+
+from tests.browser.conftest import login
+from tests.conftest import Service
+
+
+def test_buttons_follow_the_picture_and_the_note_reaches_the_patrol(
+        service: Service, browser: object) -> None:
+    natt_ctx = browser.new_context(locale="sv-SE")  # type: ignore[attr-defined]
+    kvall_ctx = browser.new_context(locale="sv-SE")  # type: ignore[attr-defined]
+    patrol_ctx = browser.new_context(locale="sv-SE")  # type: ignore[attr-defined]
+    try:
+        patrol = patrol_ctx.new_page()
+        login(patrol, service.url, "patrull")
+        natt = natt_ctx.new_page()
+        login(natt, service.url, "natt")
+        start = natt.locator("li.check.state-open button.start").first
+        start.wait_for()
+        check = start.locator("xpath=..").get_attribute("data-check")
+        start.click()
+        natt.wait_for_function(
+            "() => document.getElementById('lookin-video').videoWidth > 0", timeout=10_000)
+        calm = natt.locator("button[data-outcome=calm]")
+        calm.wait_for(state="visible")
+        natt.wait_for_function(
+            "() => !document.querySelector('button[data-outcome=calm]').disabled",
+            timeout=5_000)
+        assert natt.locator("button[data-outcome=technical-failure]").is_disabled()
+
+        # kvall tries the same check while natt watches: refused, so only Technical failure
+        kvall = kvall_ctx.new_page()
+        login(kvall, service.url, "kvall")
+        theirs = kvall.locator(f"li.check[data-check='{check}'] button.start")
+        theirs.wait_for()
+        theirs.click()
+        kvall.wait_for_function(
+            "() => !document.querySelector('button[data-outcome=technical-failure]').disabled",
+            timeout=10_000)
+        assert kvall.locator("button[data-outcome=calm]").is_disabled()
+        assert kvall.locator("#outcome-why").inner_text().strip(), "says why"
+        assert "Nora Natt" in kvall.locator("#lookin-status").inner_text()
+
+        natt.fill("#outcome-note", "Andas tungt, ligger på golvet")
+        natt.click("button[data-outcome=needs-help]")
+        card = patrol.locator("li.alert:has-text('Andas tungt')")
+        card.wait_for(timeout=3000)
+        assert "Nora Natt" in card.inner_text() or "natt" in card.inner_text()
+    finally:
+        natt_ctx.close()
+        kvall_ctx.close()
+        patrol_ctx.close()
