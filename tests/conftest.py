@@ -5,6 +5,7 @@ Chromium and PostgreSQL tests skip loudly on a laptop without them, and fail und
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -66,6 +67,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/db.sqlite3"
         return
+    with fresh_pg_database() as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_pg_database() -> Iterator[tuple[str, str]]:
+    """(URL, name) of a new, empty PostgreSQL database, dropped afterwards."""
     need(bool(PG_URL), "SUPERVISION_TEST_POSTGRES_URL is not set (PostgreSQL tests)")
     import secrets
     name = f"nt_test_{secrets.token_hex(4)}"
@@ -73,8 +81,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         _pg_admin(f"CREATE DATABASE {name}")
     except OSError as exc:
         need(False, f"PostgreSQL at {PG_URL} is not reachable: {exc}")
-    base = PG_URL.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{name}"
+        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}", name
     finally:
         _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

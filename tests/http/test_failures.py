@@ -14,7 +14,6 @@ Two real causes against real `supervision serve` processes:
 from __future__ import annotations
 
 import resource
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from supervision.http_guard import Failures
-from tests.conftest import PG_URL, _pg_admin, need
+from tests.conftest import _pg_admin, fresh_pg_database
 from tests.harness import Service, eventually, make_service
 from tests.people import Person
 
@@ -125,19 +124,13 @@ def test_sqlite_on_a_full_disk_answers_and_recovers(sqlite_svc: Service) -> None
 
 @pytest.fixture
 def postgres_svc(tmp_path: Path) -> Iterator[tuple[Service, str]]:
-    need(bool(PG_URL), "SUPERVISION_TEST_POSTGRES_URL is not set (PostgreSQL tests)")
-    name = f"nt_test_{secrets.token_hex(4)}"
-    try:
-        _pg_admin(f"CREATE DATABASE {name}")
-    except OSError as exc:
-        need(False, f"PostgreSQL at {PG_URL} is not reachable: {exc}")
-    svc = make_service(tmp_path / "svc", f"{PG_URL.rsplit('/', 1)[0]}/{name}")
-    svc.start()
-    try:
-        yield svc, name
-    finally:
-        svc.stop()
-        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_pg_database() as (url, name):
+        svc = make_service(tmp_path / "svc", url)
+        svc.start()
+        try:
+            yield svc, name
+        finally:
+            svc.stop()
 
 
 def test_postgres_gone_read_only_answers_and_recovers(

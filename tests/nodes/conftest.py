@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -17,23 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PG_URL, _pg_admin, need
+from tests.conftest import fresh_pg_database
 from tests.harness import BIN, Service, free_port
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database of this test's own."""
-    need(bool(PG_URL), "SUPERVISION_TEST_POSTGRES_URL is not set (PostgreSQL tests)")
-    name = f"nt_test_{secrets.token_hex(4)}"
-    try:
-        _pg_admin(f"CREATE DATABASE {name}")
-    except OSError as exc:
-        need(False, f"PostgreSQL at {PG_URL} is not reachable: {exc}")
-    try:
-        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_pg_database() as (url, _):
+        yield url
 
 
 def node_env(base: dict[str, str], root: Path) -> tuple[dict[str, str], int]:

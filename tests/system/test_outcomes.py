@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.conftest import PG_URL, Service, need
+from tests.conftest import Service, fresh_pg_database
 from tests.harness import start_world
 from tests.people import Person
 from tests.viewer import look, see
@@ -78,13 +78,11 @@ def test_an_outcome_rests_on_this_viewers_picture(service: Service) -> None:
 
 
 def test_many_staff_pressing_at_once_on_postgres(tmp_path: Path) -> None:
-    need(bool(PG_URL), "SUPERVISION_TEST_POSTGRES_URL is not set (PostgreSQL tests)")
-    import secrets
+    with fresh_pg_database() as (url, _):
+        concurrent_presses(start_world(tmp_path / "svc", url))
 
-    from tests.conftest import _pg_admin
-    name = f"nt_test_{secrets.token_hex(4)}"
-    _pg_admin(f"CREATE DATABASE {name}")
-    svc = start_world(tmp_path / "svc", PG_URL.rsplit("/", 1)[0] + "/" + name)
+
+def concurrent_presses(svc: Service) -> None:
     try:
         natt = Person(svc.url, "natt")
         patrol = Person(svc.url, "patrull")
@@ -108,7 +106,6 @@ def test_many_staff_pressing_at_once_on_postgres(tmp_path: Path) -> None:
         assert "Traceback" not in svc.log.read_text()
     finally:
         svc.stop()
-        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_the_ticket_ends_at_the_windows_end(service: Service) -> None:
