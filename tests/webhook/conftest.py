@@ -34,13 +34,13 @@ def signature_ok(secret: str, got: Received) -> bool:
     return hmac.compare_digest("sha256=" + mac.hexdigest(), got.headers["x-nattillsyn-signature"])
 
 
-@dataclass
 class _Server(ThreadingHTTPServer):
     # the default listen backlog (5) drops most of a batch of 20 deliveries, and the SYN
     # retries stretch each batch to seconds
     request_queue_size = 128
 
 
+@dataclass
 class Receiver:
     port: int = field(default_factory=free_port)
     fail_first: int = 0  # answer this many requests with fail_status, then 200
