@@ -30,6 +30,8 @@ def test_buttons_follow_the_picture_and_the_note_reaches_the_patrol(
             "() => !document.querySelector('button[data-outcome=calm]').disabled",
             timeout=5_000)
         assert natt.locator("button[data-outcome=technical-failure]").is_disabled()
+        box = natt.locator("#lookin-close").bounding_box()
+        assert box is not None and box["height"] >= 16, "the way out keeps its size"
 
         # kvall tries the same check while natt watches: refused, so only Technical failure
         kvall = kvall_ctx.new_page()
