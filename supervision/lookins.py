@@ -27,6 +27,19 @@ log = logging.getLogger("supervision.lookins")
 VIEWER_ROLES = ("staff",)
 
 
+def require_viewer(user: User) -> None:
+    """Only night staff look in and record what they saw."""
+    if user.role not in VIEWER_ROLES:
+        raise ServiceError(403, "error.role")
+
+
+async def check_of(db: AsyncSession, check_id: int) -> Check:
+    check = await db.get(Check, check_id)
+    if check is None:
+        raise ServiceError(404, "error.no_check")
+    return check
+
+
 @dataclass
 class Started:
     session: str
@@ -57,13 +70,10 @@ def _visit(session: str, check: Check, camera_id: str, viewer: User, nonce: str,
 
 async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
     """Every server-side condition, then a ticket, then the relay. The agent checks again."""
-    if user.role not in VIEWER_ROLES:
-        raise ServiceError(403, "error.role")
+    require_viewer(user)
     now = datetime.now(UTC)
     async with rt.write() as db:
-        check = await db.get(Check, check_id)
-        if check is None:
-            raise ServiceError(404, "error.no_check")
+        check = await check_of(db, check_id)
         if check.state != State.OPEN or not (check.opens_at <= now < check.closes_at):
             raise ServiceError(409, "error.outside_window")
         found = await current_plan(db, check.recipient_id)

@@ -24,11 +24,11 @@ from supervision import audit, check_rows, checks
 from supervision.alerts import patrol_view, raise_alert
 from supervision.checks import Outcome, State, Transition
 from supervision.errors import ServiceError
+from supervision.lookins import check_of, require_viewer
 from supervision.models import Camera, Check, User, Visit
 from supervision.plans import current_plan
 from supervision.runtime import Runtime
 
-VIEWER_ROLES = ("staff",)
 SEEN = frozenset({Outcome.CALM, Outcome.NOT_VISIBLE, Outcome.NEEDS_HELP})
 #: how a look-in that reached the picture may still have failed
 FAILED_ENDS = frozenset({"technical-failure", "peer-failed", "agent-gone", "unreported"})
@@ -40,13 +40,10 @@ async def record(rt: Runtime, user: User, check_id: int, outcome: Outcome,
                  ) -> tuple[State, dict[str, Any] | None]:
     """The outcome, its follow-up and its alert commit together, or not at all. Returns
     the check's new state and the alert as the patrol sees it (if one was raised)."""
-    if user.role not in VIEWER_ROLES:
-        raise ServiceError(403, "error.role")
+    require_viewer(user)
     now = datetime.now(UTC)
     async with rt.write() as db:
-        check = await db.get(Check, check_id)
-        if check is None:
-            raise ServiceError(404, "error.no_check")
+        check = await check_of(db, check_id)
         if check.state != State.OPEN:
             raise await _taken(db, check)
         visit = await _visit(db, user, check, session)
