@@ -20,7 +20,7 @@ CODECS = ("vp8", "h264")
 
 @dataclass
 class AgentConfig:
-    server_url: str  # http(s)://host:port of the supervision service
+    server_url: str  # http(s)://host:port of the supervision service (or its proxy)
     camera_id: str
     server_public_key: str  # pinned at enrolment (base64url raw Ed25519)
     state_dir: Path
@@ -37,12 +37,16 @@ class AgentConfig:
     ca_file: str | None = None  # CA or self-signed service certificate to pin for wss
     # STUN/TURN servers for the peer: [{urls = "turn:host:3478", username = "", credential = ""}]
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    #: more addresses of the same service (other nodes): after a failed dial the link
+    #: tries the next, so a node that dies leaves the camera with the others
+    servers: list[str] = field(default_factory=list)
     on_lookin_start: str | None = None  # command run when the camera opens
     on_lookin_end: str | None = None  # command run when the camera is released
 
     def __post_init__(self) -> None:
-        if not self.server_url.startswith(("http://", "https://")):
-            raise ValueError("server_url must start with http:// or https://")
+        for url in (self.server_url, *self.servers):
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ValueError("server_url and servers must start with http:// or https://")
         if not 16 <= self.width <= 4096 or not 16 <= self.height <= 4096:
             raise ValueError("width and height must be 16..4096")
         if not 0 < self.fps <= 60:
@@ -68,10 +72,12 @@ class AgentConfig:
 
     @property
     def link_url(self) -> str:
-        base = self.server_url.rstrip("/")
-        if base.startswith("https://"):
-            return "wss://" + base[len("https://") :] + "/ws/agent"
-        return "ws://" + base.removeprefix("http://") + "/ws/agent"
+        return link_url(self.server_url)
+
+    @property
+    def link_urls(self) -> list[str]:
+        """Where the link may dial, in order: ``server_url`` first, then ``servers``."""
+        return list(dict.fromkeys(link_url(u) for u in (self.server_url, *self.servers)))
 
     @classmethod
     def load(cls, path: Path) -> AgentConfig:
@@ -95,7 +101,7 @@ class AgentConfig:
             value = getattr(self, f.name)
             if f.name == "state_dir" and state_dir is not None:
                 value = state_dir
-            if value is None or f.name in ("masks", "ice_servers"):
+            if value is None or f.name in ("masks", "ice_servers", "servers"):
                 continue
             if isinstance(value, bool):
                 lines.append(f"{f.name} = {'true' if value else 'false'}")
@@ -107,9 +113,19 @@ class AgentConfig:
             polys = ", ".join(
                 "[" + ", ".join(f"[{x}, {y}]" for x, y in p) + "]" for p in self.masks)
             lines.append(f"masks = [{polys}]")
+        if self.servers:
+            lines.append(f"servers = {json.dumps(self.servers)}")
         if self.ice_servers:
             tables = ", ".join(
                 "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in s.items()) + "}"
                 for s in self.ice_servers)
             lines.append(f"ice_servers = [{tables}]")
         return "\n".join(lines) + "\n"
+
+
+def link_url(server_url: str) -> str:
+    """The agent link's WebSocket URL on a service at ``server_url``."""
+    base = server_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://") :] + "/ws/agent"
+    return "ws://" + base.removeprefix("http://") + "/ws/agent"

@@ -5,7 +5,10 @@ a certificate checked against the pinned CA (``ca_file``) only; the agent proves
 identity by signing the service's challenge. Everything the service sends that could
 switch the camera on is verified independently by the gate, so the link is trusted with
 nothing but delivery. Messages are bounded (MAX_MESSAGE_BYTES: a bigger one closes the
-link) and a garbled one is logged and dropped.
+link) and a garbled one is logged and dropped. A service of several nodes is dialled at
+``server_url`` (its proxy) or at each address in turn (``servers``): after a failed dial or
+a dropped link the next address is tried, so a node that dies leaves its cameras with the
+others.
 """
 
 from __future__ import annotations
@@ -104,8 +107,8 @@ class Link:
             if durable:
                 self._outbox.append(text)
 
-    def _ssl(self) -> ssl.SSLContext | None:
-        if not self.config.link_url.startswith("wss://"):
+    def _ssl(self, url: str) -> ssl.SSLContext | None:
+        if not url.startswith("wss://"):
             return None
         return ssl.create_default_context(cafile=self.config.ca_file)
 
@@ -117,18 +120,21 @@ class Link:
         to a dial.
         """
         failures = 0  # in a row; a link that stayed up STABLE_SECONDS starts again at 0
+        urls = self.config.link_urls
+        turn = 0  # which address the next dial tries: after a failure, the next one
         while True:
             self._set_state(State.OFFLINE)
             up_since: float | None = None
+            url = urls[turn % len(urls)]
             try:
-                async with connect(self.config.link_url, max_size=MAX_MESSAGE_BYTES,
-                                   ssl=self._ssl(), open_timeout=10,
+                async with connect(url, max_size=MAX_MESSAGE_BYTES,
+                                   ssl=self._ssl(url), open_timeout=10,
                                    ping_interval=max(5.0, self.config.heartbeat_seconds),
                                    ping_timeout=max(10.0, 2 * self.config.heartbeat_seconds),
                                    close_timeout=2) as ws:
                     await self._authenticate(ws)
                     up_since = time.monotonic()
-                    log.info("link up to %s", self.config.link_url)
+                    log.info("link up to %s", url)
                     while self._outbox:  # what happened while offline, in order
                         await ws.send(self._outbox[0])
                         self._outbox.popleft()
@@ -169,6 +175,7 @@ class Link:
             if up_since is not None and time.monotonic() - up_since >= STABLE_SECONDS:
                 failures = 0
             failures += 1
+            turn += 1  # a node that went away: the next address (one address: the same)
             # a refused camera waits the full cap: retrying faster cannot help
             delay = (self.config.backoff_cap_seconds if self._state is State.REFUSED
                      else backoff(failures, BACKOFF_BASE_SECONDS,

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError
 
 import schedules
 from supervision import audit_anchor, identity, lookins
+from supervision.alert_feed import RemoteAlerts
 from supervision.api import admin, agents, manage, patrol, staff
 from supervision.api import audit as audit_api
 from supervision.auth import ROLES
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database.open(settings.database_url)
+        database = Database.open(settings.database_url, pool_size=settings.database_pool_size,
+                                 max_overflow=settings.database_max_overflow)
         try:
             await migrate(database.engine)  # under a lock: nodes may start together
             await identity.settle(database, settings)  # the service's one key, or refuse
@@ -45,6 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         rt = Runtime.create(settings, database)
         await audit_anchor.anchor(rt.database, settings, "start")  # the head as this run found it
+        remote_alerts = RemoteAlerts(rt)  # before listening: no announcement missed
+        await rt.start()  # counted among the nodes, listening to the others
+        remote_alerts.start()
 
         async def report(camera_id: str, msg: dict[str, object]) -> None:
             await lookins.on_agent_report(rt, camera_id, dict(msg))
@@ -62,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await night.stop()  # releases leadership at once
+            await remote_alerts.stop()
+            await rt.stop()  # the other nodes learn at once that this one is gone
             await audit_anchor.anchor(rt.database, settings, "stop")
             await rt.engine.dispose()
 

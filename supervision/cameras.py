@@ -14,12 +14,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from camera_agent.protocol import CLOSE_REVOKED
 from supervision import audit, plans
 from supervision.errors import ServiceError
 from supervision.models import AuditEvent, Camera, Recipient, Visit
 from supervision.runtime import Runtime
-from supervision.signaling import close_socket
 
 log = logging.getLogger("supervision.cameras")
 
@@ -113,7 +111,7 @@ async def listing(rt: Runtime, refusals: int) -> list[CameraOut]:
     return [CameraOut(
         camera_id=camera.id, recipient_id=recipient.id, recipient=recipient.name,
         enrolled=camera.public_key is not None, enrolment_expires_at=camera.enrol_expires_at,
-        revoked=camera.revoked, online=rt.links.is_online(camera.id),
+        revoked=camera.revoked, online=rt.relay.is_online(camera.id),
         last_seen_at=camera.last_seen_at, health=camera.health,
         refusals=recent.get(camera.id, [])) for camera, recipient in rows]
 
@@ -148,7 +146,7 @@ async def statuses(rt: Runtime, db: AsyncSession,
     out: dict[int, CameraStatus] = {}
     for cam in (await db.execute(query)).scalars():
         status = CameraStatus(id=cam.id, enrolled=cam.public_key is not None,
-                              online=rt.links.is_online(cam.id), last_seen_at=cam.last_seen_at)
+                              online=rt.relay.is_online(cam.id), last_seen_at=cam.last_seen_at)
         best = out.get(cam.recipient_id)
         if best is None or (status.online, status.enrolled) > (best.online, best.enrolled):
             out[cam.recipient_id] = status
@@ -187,14 +185,9 @@ async def revoke(rt: Runtime, camera_id: str, actor: str) -> bool:
 
 
 async def cut_link(rt: Runtime, camera_id: str) -> bool:
-    """Close the camera's live link (if any) with CLOSE_REVOKED; the agent cannot log back in."""
-    conn = rt.links.connected.get(camera_id)
-    if conn is None:
-        return False
-    rt.links.detach(conn)
-    async with conn.lock:
-        await close_socket(conn.ws, CLOSE_REVOKED, "camera revoked")
-    return True
+    """Close the camera's live link (if any, on any node) with CLOSE_REVOKED; the agent
+    cannot log back in."""
+    return await rt.relay.cut(camera_id)
 
 
 #: How long a plan push waits for the agent's acknowledgement (a linked agent answers in
@@ -224,7 +217,7 @@ async def push_plan(rt: Runtime, camera_id: str, *,
     except (ValueError, TypeError):  # stored before today's rules (e.g. a lone surrogate)
         log.exception("plan version %s for %s cannot be signed", row.version, camera_id)
         return False
-    return await rt.links.deliver_plan(camera_id, row.version, timeout,
+    return await rt.relay.deliver_plan(camera_id, row.version, timeout,
                                        plan_json=plan_json, signature=signature)
 
 

@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     # the leader checks the connection that holds its lock
     leader_retry_seconds: float = Field(default=2.0, gt=0, le=10)
     leader_check_seconds: float = Field(default=1.0, gt=0, le=10)
+    #: how this node is named in logs and in the ``nodes`` table (default: host:port)
+    node_name: str | None = Field(default=None, max_length=100)
+    #: how often a node says it is alive; a node not heard for ``node_alive_seconds`` is
+    #: taken for dead (its camera links count as gone); see supervision/nodes.py
+    node_heartbeat_seconds: float = Field(default=2.0, gt=0, le=30)
+    node_alive_seconds: float = Field(default=8.0, gt=0, le=120)
+    #: camera heartbeats are kept in memory and written in one batch this often
+    presence_flush_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: connections this node keeps to PostgreSQL, and how many more it may open at a peak
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=20, ge=0, le=500)
     enrolment_hours: float = 24.0
     # HTTP limits (supervision/http_guard.py, supervision/http_server.py; docs/architecture.md)
     #: any request body; a plan save or preview is a few hundred KB at most
@@ -126,6 +137,13 @@ class Settings(BaseSettings):
         if self.webhook_url and not self.webhook_secret.get_secret_value():
             raise ValueError("webhook_url is set but webhook_secret is empty: "
                              "an alarm receiver must be able to verify what it gets")
+        return self
+
+    @model_validator(mode="after")
+    def _alive_outlasts_heartbeat(self) -> Settings:
+        if self.node_alive_seconds < 2 * self.node_heartbeat_seconds:
+            raise ValueError("node_alive_seconds must be at least twice "
+                             "node_heartbeat_seconds, or live nodes would be taken for dead")
         return self
 
     @property

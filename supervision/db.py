@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
@@ -40,7 +40,8 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow,
+                               pool_pre_ping=True)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -96,8 +97,8 @@ class Database:
     _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
-    def open(cls, url: str) -> Database:
-        engine = make_engine(url)
+    def open(cls, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Database:
+        engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         return cls(engine, make_sessionmaker(engine))
 
     @asynccontextmanager

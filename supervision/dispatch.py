@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from supervision import alerts, audit, webhook
+from supervision.alert_feed import announce, publish
 from supervision.alert_states import AlertState, advance
 from supervision.checks import TransitionError
 from supervision.errors import ServiceError
@@ -48,6 +49,7 @@ async def alert_state(rt: Runtime, user: User, alert_id: int, state: str,
         assert recipient is not None
         if rt.settings.webhook_on:
             await webhook.enqueue(db, alert, f"alert.{state}", recipient)
+        await announce(rt, db, alert.id)
         data = alerts.alert_json(alert, recipient, check, with_access=True)
-    await rt.patrol.broadcast({"type": "alert", "alert": data})
+    await publish(rt, data)
     return data

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -58,6 +59,9 @@ class Leadership:
         self._check = check_seconds
         self._on_lead = on_lead
         self._leading = not shared
+        #: when this node last began to lead (a take-over: the sweep's offline grace counts
+        #: from here, since the cameras of a dead leader's node are only now redialling)
+        self.since: datetime = datetime.now(UTC)
         self._conn: AsyncConnection | None = None
         self._generation = 0  # which connection a termination callback is about
         self._duties: set[asyncio.Future[None]] = set()
@@ -158,6 +162,7 @@ class Leadership:
             return
         self._lost.clear()
         self._leading = True
+        self.since = datetime.now(UTC)
         log.info("this node leads: it runs the shared duties (%s)", self._name)
         if self._on_lead is not None:
             try:

@@ -103,7 +103,7 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
         if seconds < 1:
             raise ServiceError(409, "error.outside_window")
         session = secrets.token_hex(8)
-        if not rt.links.is_online(camera.id):
+        if not rt.relay.is_online(camera.id):
             # recorded, so Technical failure can rest on this refused attempt
             db.add(_visit(session, check, camera.id, user, secrets.token_hex(16), now, 0,
                           refused="camera-offline"))
@@ -125,7 +125,7 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
     if offline:
         raise ServiceError(503, "error.camera_offline", session=session)
     try:
-        reply = await rt.links.request_lookin(camera_id, session, token, offer,
+        reply = await rt.relay.request_lookin(camera_id, session, token, offer,
                                               rt.settings.lookin_answer_timeout)
     except (Refusal, AgentUnavailable, TimeoutError) as exc:
         reason = exc.reason if isinstance(exc, Refusal) else (
@@ -155,21 +155,23 @@ async def own_visit(rt: Runtime, user: User, session: str) -> Visit:
 
 async def end(rt: Runtime, user: User, session: str) -> None:
     visit = await own_visit(rt, user, session)
-    await rt.links.send(visit.camera_id, "end", session=session)
+    await rt.relay.send(visit.camera_id, "end", session=session)
 
 
 async def on_agent_report(rt: Runtime, camera_id: str, msg: dict[str, Any]) -> None:
     """Heartbeats, refusals, camera open/release and look-in ends, as the agent saw them."""
     kind = msg["type"]
     now = datetime.now(UTC)
+    health = msg.get("health")
+    rt.presence.heard(camera_id, health if kind == "heartbeat" and isinstance(health, dict)
+                      else None)
+    if kind == "heartbeat":
+        return  # written in the presence's next batch, not a transaction each
     async with rt.write() as db:
         camera = await db.get(Camera, camera_id)
         if camera is None:
             return
-        camera.last_seen_at = now
-        if kind == "heartbeat" and isinstance(msg.get("health"), dict):
-            camera.health = msg["health"]
-        elif kind == "refused":
+        if kind == "refused":
             await audit.append(db, f"camera:{camera_id}", "lookin.refused",
                                f"visit:{str(msg.get('session') or '-')[:48]}",
                                {"reason": str(msg.get("reason"))[:64],

@@ -82,6 +82,9 @@ class Camera(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(nullable=True)
     health: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    #: the node holding the camera's link now (``nodes.id``), or None; see presence.py
+    link_node: Mapped[str | None] = mapped_column(String(96), nullable=True)
+    linked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class Plan(Base):
@@ -202,4 +205,26 @@ class ServerIdentity(Base):
     __tablename__ = "server_identity"
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # always 1
     public_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Node(Base):
+    """A running service process (one per start: a restarted node is a new row). Alive
+    while ``heard_at`` is recent; see supervision/nodes.py."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(96), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime]
+    heard_at: Mapped[datetime]
+
+
+class NodeMessage(Base):
+    """A message from one node to another too big for a notification's payload (an SDP
+    offer or answer): the notification names the row; the addressee deletes it as it reads."""
+
+    __tablename__ = "node_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    to_node: Mapped[str] = mapped_column(String(96), index=True)
+    body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
 from supervision import audit, check_rows, checks
+from supervision.alert_feed import announce, publish
 from supervision.alerts import patrol_view, raise_alert
 from supervision.checks import Outcome, State, Transition
 from supervision.errors import ServiceError
@@ -71,9 +72,10 @@ async def record(rt: Runtime, user: User, check_id: int, outcome: Outcome,
             await db.refresh(check)  # the note and actor the patrol sees
             alert = await raise_alert(db, check, step.alert, user.username,
                                       webhook_on=rt.settings.webhook_on)
+            await announce(rt, db, alert.id)
             pushed = await patrol_view(db, alert)
     if pushed is not None:
-        await rt.patrol.broadcast({"type": "alert", "alert": pushed})
+        await publish(rt, pushed)
     return step.state, pushed
 
 
@@ -104,7 +106,7 @@ async def _rests_on(rt: Runtime, db: AsyncSession, check: Check, visit: Visit | 
         return
     cameras = (await db.execute(select(Camera.id).where(
         Camera.recipient_id == check.recipient_id, Camera.revoked.is_(False)))).scalars().all()
-    if not any(rt.links.is_online(c) for c in cameras):
+    if not any(rt.relay.is_online(c) for c in cameras):
         return  # no picture can be had now: sending someone is the safe side
     raise ServiceError(409, "error.no_failed_lookin")
 

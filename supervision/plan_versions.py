@@ -196,7 +196,7 @@ async def _warnings(rt: Runtime, db: AsyncSession, rid: int,
     enrolled = [cid for cid, key in rows if key is not None]
     if not enrolled:
         return ["camera-not-enrolled"]
-    if not any(rt.links.is_online(cid) for cid in enrolled):
+    if not any(rt.relay.is_online(cid) for cid in enrolled):
         return ["camera-offline"]
     return []
 

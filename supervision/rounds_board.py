@@ -64,7 +64,7 @@ async def board(rt: Runtime) -> Rounds:
         zones = await _zones(db, {(c.recipient_id, c.night) for c, _ in rows})
     online: dict[int, bool] = {}
     for rid, cid in cams:
-        online[rid] = online.get(rid, False) or rt.links.is_online(cid)
+        online[rid] = online.get(rid, False) or rt.relay.is_online(cid)
     out = [CheckOut(id=c.id, recipient=r.name, address=r.address, due_at=c.due_at,
                     opens_at=c.opens_at, closes_at=c.closes_at, state=c.state, reason=c.reason,
                     reason_detail=c.reason_detail,

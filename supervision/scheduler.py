@@ -16,11 +16,11 @@ runs it). Job by job:
   It cannot be left to the row guards: two nodes would both read a row as due and both
   POST it, so the receiver would get every delivery twice and a failing one would use up
   its retry budget twice as fast. Leadership is what prevents that.
-- ``push-plans`` (per node): sends a plan version whose first night began to its camera,
-  which is reachable only through the node holding the camera's link.
-- ``redeliver`` (per node): re-sends unacknowledged alerts to this node's patrol sockets
-  (until messages between nodes exist, this is how a patrol on a node that does not lead
-  hears of an alert).
+- ``push-plans`` (shared): sends a plan version whose first night began to its camera,
+  through whichever node holds the camera's link (``relay``).
+- ``redeliver`` (per node): re-sends unacknowledged alerts to this node's patrol sockets:
+  delivery at least once, beside the news of every change that reaches every node at
+  once (``alert_feed``).
 - ``sockets`` (per node): closes this node's patrol sockets whose session ended.
 - ``audit-checkpoint`` (per node): anchors the chain's head in this node's own witness
   file (each node's witness covers the whole chain; a take-over leaves no gap in it).
@@ -78,7 +78,8 @@ class NightScheduler:
         await push_switched(self.rt)
 
     async def sweep(self) -> None:
-        await sweep(self.rt, started_at=self.started_at)
+        # the offline grace counts from this node's start or its take-over, the later
+        await sweep(self.rt, started_at=max(self.started_at, self.leadership.since))
 
     async def redeliver(self) -> None:
         await redeliver(self.rt)
@@ -116,14 +117,14 @@ class NightScheduler:
     async def start(self) -> None:
         await self.leadership.start()
         await self.leadership.run(self.plan)
-        await self.push_plans()
+        await self.leadership.run(self.push_plans)
         await self.leadership.run(self.sweep)
         s = self.rt.settings
         opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
         self.scheduler.add_job(self._shared(self.plan), "interval",
                                minutes=s.planning_minutes, id="plan", **opts)
-        self.scheduler.add_job(self.push_plans, "interval", minutes=s.planning_minutes,
-                               id="push-plans", **opts)
+        self.scheduler.add_job(self._shared(self.push_plans), "interval",
+                               minutes=s.planning_minutes, id="push-plans", **opts)
         self.scheduler.add_job(self._shared(self.sweep), "interval", seconds=s.sweep_seconds,
                                id="sweep", **opts)
         self.scheduler.add_job(self.redeliver, "interval", seconds=10, id="redeliver", **opts)

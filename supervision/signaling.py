@@ -112,7 +112,18 @@ class AgentLinks:
         self._answer_plans(lambda w: w.conn is conn, False)
 
     def is_online(self, camera_id: str) -> bool:
+        """Linked to this node (``relay.Relay.is_online`` asks every node)."""
         return camera_id in self.connected
+
+    async def cut(self, camera_id: str, code: int, reason: str) -> bool:
+        """Close the camera's link on this node, if it is here; whether it was."""
+        conn = self.connected.get(camera_id)
+        if conn is None:
+            return False
+        self.detach(conn)
+        async with conn.lock:
+            await close_socket(conn.ws, code, reason)
+        return True
 
     async def send(self, camera_id: str, msg_type: str, **fields: Any) -> bool:
         return await self._send_text(camera_id, encode_message(msg_type, **fields))
@@ -132,12 +143,13 @@ class AgentLinks:
             return False
 
     async def request_lookin(self, camera_id: str, session: str, ticket: str, offer: str,
-                             timeout: float) -> dict[str, Any]:
-        """Relay {ticket, offer}; wait for the agent's signed answer or its refusal.
+                             timeout: float, **fields: Any) -> dict[str, Any]:
+        """Relay {ticket, offer} (and ``fields``, e.g. ICE servers); wait for the agent's
+        signed answer or its refusal.
 
         An offer too big for the agent's link is refused here (``bad-offer``), as the agent
         would refuse a malformed one, instead of being sent to cut the camera's link."""
-        text = encode_message("lookin", session=session, ticket=ticket, offer=offer)
+        text = encode_message("lookin", session=session, ticket=ticket, offer=offer, **fields)
         if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
             raise Refusal("bad-offer", f"the offer is too big for the camera's link "
                           f"(at most {MAX_MESSAGE_BYTES} bytes a message)")

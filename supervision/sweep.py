@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from supervision import audit, check_rows, checks, lookins, webhook
+from supervision.alert_feed import announce, publish
 from supervision.alert_states import AlertState
 from supervision.alerts import escalate, patrol_view, raise_alert, unacknowledged
 from supervision.checks import State
@@ -65,6 +66,7 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
                                {"reason": step.reason})
             if step.alert is not None:
                 alert = await raise_alert(db, check, step.alert, "sweep", webhook_on=s.webhook_on)
+                await announce(rt, db, alert.id)
                 pushed.append(await patrol_view(db, alert))
         late = now - timedelta(minutes=s.escalate_after_minutes)
         candidates = (await db.execute(select(Alert).where(
@@ -76,18 +78,19 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
             await audit.append(db, "sweep", "alert.escalated", f"alert:{alert.id}", {})
             if s.webhook_on:
                 await webhook.enqueue(db, alert, "alert.escalated")
+            await announce(rt, db, alert.id, escalation=True)
             pushed.append(await patrol_view(db, alert) | {"escalation": True})
         await lookins.close_lapsed(db, now)
     for data in pushed:
-        await rt.patrol.broadcast({"type": "alert", "alert": data})
+        await publish(rt, data)
 
 
 async def redeliver(rt: Runtime) -> None:
     """At least once: unacknowledged alerts go out again until someone acknowledges."""
     async with rt.read() as db:
         items = await unacknowledged(db)
-    for data in items:
-        await rt.patrol.broadcast({"type": "alert", "alert": data, "repeat": True})
+    for data in items:  # to this node's sockets only: every node re-sends to its own
+        await publish(rt, data, repeat=True)
 
 
 async def _lookins_in_progress(db: AsyncSession, closing: Sequence[Check],
@@ -120,4 +123,4 @@ async def _cameras_alive(rt: Runtime, db: AsyncSession, opening: Sequence[Check]
     rows = await db.execute(select(Camera.recipient_id, Camera.id, Camera.last_seen_at).where(
         Camera.recipient_id.in_(ids), Camera.revoked.is_(False)))
     return {rid for rid, cid, seen in rows.all()
-            if rt.links.is_online(cid) or (seen is not None and now - seen < limit)}
+            if rt.relay.is_online(cid) or (seen is not None and now - seen < limit)}

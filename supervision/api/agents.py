@@ -150,9 +150,9 @@ async def agent_link(ws: WebSocket) -> None:
         return
     log.info("agent %s linked", camera_id)
     try:
+        await rt.presence.linked(camera_id)  # every node now reaches the camera through this one
         await conn.send(WELCOME)
         await cameras.push_plan(rt, camera_id)
-        await rt.links.handle(camera_id, {"type": "heartbeat", "health": None})
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -176,9 +176,13 @@ async def agent_link(ws: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        was_current = rt.links.connected.get(camera_id) is conn  # not replaced by a newer link
+        # not replaced by a newer link here (None: cut, or never attached past a revocation)
+        was_current = rt.links.connected.get(camera_id) in (conn, None)
         rt.links.detach(conn)
         log.info("agent %s unlinked", camera_id)
+        if was_current:
+            await rt.presence.unlinked(camera_id)  # unless a newer link elsewhere took it
+            was_current = rt.presence.node_of(camera_id) is None
         if was_current:
             # look-ins in progress end in the record now; the device stops by itself
             await lookins.link_lost(rt, camera_id)

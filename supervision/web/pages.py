@@ -112,8 +112,9 @@ async def logout(request: Request, csrf: str = Form(""), rt: Runtime = Depends(r
     if current is not None and csrf_ok(current.session.csrf, csrf):
         async with rt.write() as db:
             await end_session(db, request.cookies.get(COOKIE, ""))
-        # after the commit: the session's live sockets close now, not at their next check
-        rt.patrol.end_session(current.session.id, "signed out")
+        # after the commit: the session's live sockets close now, on every node, not at
+        # their next check
+        await rt.end_sockets(session_id=current.session.id, reason="signed out")
     response = RedirectResponse("/login", 303)
     response.delete_cookie(COOKIE)
     return response
