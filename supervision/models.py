@@ -70,6 +70,18 @@ class Recipient(Base):
     address: Mapped[str] = mapped_column(String(256))
     access_info: Mapped[str] = mapped_column(Text, default="")  # door code, key box
     unit: Mapped[str] = mapped_column(String(64), default="")
+    #: contact people: [{"name", "relation", "phone"}]; see supervision/recipients.py
+    contacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    care_notes: Mapped[str] = mapped_column(Text, default="")  # mobility, hearing, key holder
+    #: archived: off every working list, history kept (supervision/recipients.archive)
+    archived_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    #: who live with the recipient and must consent too (names; supervision/consent.py)
+    cohabitants: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: the consent the records give, kept with the recipient in the transaction that changed
+    #: a record: with ``consent_recorded`` the plan's own consent field is replaced by it
+    consent_recorded: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_from: Mapped[date | None] = mapped_column(Date, nullable=True)
+    consent_until: Mapped[date | None] = mapped_column(Date, nullable=True)
 
 
 class Camera(Base):
@@ -228,3 +240,38 @@ class NodeMessage(Base):
     to_node: Mapped[str] = mapped_column(String(96), index=True)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class PasswordLink(Base):
+    """A one-time link to set a password (a new user's first, or after a reset): only the
+    token's SHA-256 is stored; spent on use (supervision/users.py)."""
+
+    __tablename__ = "password_links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ConsentRecord(Base):
+    """One party's consent to look-ins for a recipient (supervision/consent.py): the person
+    or a legal representative, or a cohabitant; how, on what document, for which nights,
+    and its withdrawal. Never deleted: a renewal is a new record."""
+
+    __tablename__ = "consent_records"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id"), index=True)
+    party: Mapped[str] = mapped_column(String(16))  # person | representative | cohabitant
+    name: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(16))  # written | oral
+    witness: Mapped[str] = mapped_column(String(128), default="")
+    document_ref: Mapped[str] = mapped_column(String(128), default="")
+    given_on: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

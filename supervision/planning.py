@@ -32,7 +32,18 @@ from schedules.night import skip_reason
 from supervision.check_rows import Row, delete_unopened, insert_checks, rederive
 from supervision.checks import State
 from supervision.models import Check
-from supervision.plans import Version, in_chunks, in_force, load_plans, lock, tonight, versions_of
+from supervision.plans import (
+    Version,
+    archived,
+    in_chunks,
+    in_force,
+    load_plans,
+    lock,
+    recorded_consents,
+    tonight,
+    versions_of,
+    with_consent,
+)
 
 __all__ = ["Changes", "materialise", "plan_all", "plan_recipient", "windows_of"]
 
@@ -78,8 +89,10 @@ def windows_of(plan: schedules.Plan, night: date,
 
 def _desired(versions: dict[int, list[Version]], plans: dict[int, schedules.Plan],
              now: datetime, nights: int,
-             memo: dict[_Shape, list[schedules.Window]] | None = None) -> dict[str, Row]:
-    """Pure: slot -> row for every window still to come. Runs in a thread when large."""
+             memo: dict[_Shape, list[schedules.Window]] | None = None,
+             consents: dict[int, schedules.Consent | None] | None = None) -> dict[str, Row]:
+    """Pure: slot -> row for every window still to come. Runs in a thread when large.
+    ``consents``: the consent on record per recipient, replacing their plans' own."""
     out: dict[str, Row] = {}
     memo = {} if memo is None else memo
     tonights: dict[tuple[str, dt_time], date] = {}
@@ -98,6 +111,8 @@ def _desired(versions: dict[int, list[Version]], plans: dict[int, schedules.Plan
             plan = plans.get(chosen.id) if chosen else None
             if plan is None:
                 continue
+            if consents and rid in consents:
+                plan = with_consent(plan, consents[rid])
             prefix = f"{rid}:{night.isoformat()}:"
             for w in windows_of(plan, night, memo):
                 if w.closes <= now:
@@ -134,6 +149,9 @@ async def materialise(db: AsyncSession, now: datetime | None = None, *,
     await lock(db)
     ids = None if recipient_ids is None else sorted(set(recipient_ids))
     versions = await versions_of(db, ids)
+    for gone in await archived(db):  # an archived recipient's plan makes no checks
+        versions.pop(gone, None)
+    consents = await recorded_consents(db, ids)
     plans = await load_plans(db, [vs[0].id for vs in versions.values()], bulk=True)
     firsts: dict[int, date] = {}
     wanted: set[int] = set()
@@ -149,7 +167,8 @@ async def materialise(db: AsyncSession, now: datetime | None = None, *,
     plans.update(await load_plans(db, wanted, bulk=True))
     horizon = min(firsts.values(), default=schedules.night_of(now)) - _DAY
     if replace:
-        return await _replace(db, ids, _desired(versions, plans, now, nights), horizon, now)
+        return await _replace(db, ids, _desired(versions, plans, now, nights, None, consents),
+                              horizon, now)
 
     changes = Changes()
     if not firsts:
@@ -169,8 +188,9 @@ async def materialise(db: AsyncSession, now: datetime | None = None, *,
     try:
         for i in range(0, len(items), size):
             part = dict(items[i:i + size])
-            desired = await asyncio.to_thread(_desired, part, plans, now, nights, memo) \
-                if big else _desired(part, plans, now, nights, memo)
+            desired = await asyncio.to_thread(_desired, part, plans, now, nights, memo,
+                                              consents) \
+                if big else _desired(part, plans, now, nights, memo, consents)
             rows = [row for key, row in desired.items() if key not in existing]
             if pending is not None:
                 await pending

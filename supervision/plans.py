@@ -15,6 +15,7 @@ row can never widen what a camera allows.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -28,10 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
 from schedules.codec import forget_decoded
-from supervision.models import Plan
+from supervision.models import Plan, Recipient
 
 __all__ = [
     "Version",
+    "archived",
     "current_plan",
     "forget_parsed",
     "in_chunks",
@@ -40,8 +42,10 @@ __all__ = [
     "lock",
     "newest_plan",
     "parse_stored",
+    "recorded_consents",
     "tonight",
     "versions_of",
+    "with_consent",
 ]
 
 log = logging.getLogger("supervision.plans")
@@ -155,9 +159,12 @@ async def current_plan(db: AsyncSession, recipient_id: int,
     at = at or datetime.now(UTC)
     rows = (await db.execute(select(Plan).where(Plan.recipient_id == recipient_id)
                              .order_by(Plan.version.desc()))).scalars().all()
+    recorded = await recorded_consents(db, [recipient_id])
     for row in rows:
         plan = parse_stored(row.data)
         if plan.effective_from is None or plan.effective_from <= tonight(plan, at):
+            if recipient_id in recorded:  # what the agent is sent and the service allows
+                plan = with_consent(plan, recorded[recipient_id])
             return row, plan
     return None
 
@@ -167,6 +174,32 @@ async def newest_plan(db: AsyncSession, recipient_id: int) -> tuple[Plan, schedu
     row = (await db.execute(select(Plan).where(Plan.recipient_id == recipient_id)
                             .order_by(Plan.version.desc()).limit(1))).scalar()
     return None if row is None else (row, parse_stored(row.data))
+
+
+async def recorded_consents(db: AsyncSession, recipient_ids: Iterable[int] | None = None
+                            ) -> dict[int, schedules.Consent | None]:
+    """For recipients whose consent is on record (``supervision.consent``), the consent
+    the records give (None: incomplete, withdrawn or lapsed): it replaces the plan's own
+    ``consent`` field wherever a plan is applied or sent. Others keep the plan's field."""
+    query = select(Recipient.id, Recipient.consent_from, Recipient.consent_until).where(
+        Recipient.consent_recorded.is_(True))
+    out: dict[int, schedules.Consent | None] = {}
+    for ids in in_chunks(recipient_ids):
+        q = query if ids is None else query.where(Recipient.id.in_(ids))
+        for rid, given, until in (await db.execute(q)).all():
+            out[rid] = None if given is None else schedules.Consent(given, until)
+    return out
+
+
+def with_consent(plan: schedules.Plan, consent: schedules.Consent | None) -> schedules.Plan:
+    """The plan with the consent the records give."""
+    return plan if plan.consent == consent else dataclasses.replace(plan, consent=consent)
+
+
+async def archived(db: AsyncSession) -> set[int]:
+    """Archived recipients: no plan of theirs is applied any more."""
+    return set((await db.execute(select(Recipient.id).where(
+        Recipient.archived_at.is_not(None)))).scalars())
 
 
 async def lock(db: AsyncSession) -> None:

@@ -52,7 +52,8 @@ async def board(rt: Runtime) -> Rounds:
         rows = (await db.execute(
             select(Check, Recipient).join(Recipient, Recipient.id == Check.recipient_id)
             .where(Check.closes_at >= now - KEPT,
-                   Check.opens_at <= now + AHEAD)
+                   Check.opens_at <= now + AHEAD,
+                   Recipient.archived_at.is_(None))  # archived: off the board at once
             .order_by(Check.due_at))).all()
         cams = (await db.execute(select(Camera.recipient_id, Camera.id)
                                  .where(Camera.revoked.is_(False)))).all()

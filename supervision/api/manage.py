@@ -14,12 +14,17 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from supervision import plan_versions, recipients
+from supervision import consent, plan_versions, recipients
 from supervision.context import RowId, Who, require, runtime
 from supervision.errors import ServiceError, error_responses
 from supervision.plan_versions import HistoryEntry, PlanSaved
 from supervision.preview import MAX_NIGHTS, PREVIEW_YEARS, Preview, preview
-from supervision.recipients import RecipientCreate, RecipientDetail, RecipientSummary
+from supervision.recipients import (
+    RecipientCreate,
+    RecipientDetail,
+    RecipientSummary,
+    RecipientUpdate,
+)
 from supervision.runtime import Runtime
 
 router = APIRouter(prefix="/api", tags=["manage"])
@@ -140,3 +145,57 @@ async def preview_draft(rid: RowId, request: Request, nights: int = NIGHTS,
     draft = plan_versions.validate(await _body(request), datetime.now(UTC))
     async with rt.read() as db:
         return await preview(db, rid, nights, start, draft)
+
+
+@router.patch("/recipients/{rid}", response_model=RecipientDetail,
+              responses=error_responses(401, 403, 404, 409))
+async def update_recipient(rid: RowId, body: RecipientUpdate, rt: Runtime = Depends(runtime),
+                           current: Who = Depends(managers)) -> RecipientDetail:
+    """Name, address, unit, access information, contacts, care notes: only those given
+    change; audited (access information without its values). 409 once archived."""
+    return await recipients.update(rt, rid, body, current.user.username)
+
+
+@router.post("/recipients/{rid}/archive", response_model=RecipientDetail,
+             responses=error_responses(401, 403, 404, 409))
+async def archive_recipient(rid: RowId, rt: Runtime = Depends(runtime),
+                            current: Who = Depends(managers)) -> RecipientDetail:
+    """Archive: off every working list, planned and open checks ended, cameras revoked;
+    the history stays. 409 if archived already."""
+    return await recipients.archive(rt, rid, current.user.username)
+
+
+@router.get("/recipients/{rid}/consent", response_model=consent.ConsentView, responses=READ)
+async def get_consent(rid: RowId, rt: Runtime = Depends(runtime),
+                      _: Who = Depends(managers)) -> consent.ConsentView:
+    """Consent records (newest first), cohabitants, whether consent is complete, its nights
+    and whether it runs out within 30 days."""
+    async with rt.read() as db:
+        return await consent.view(db, rid)
+
+
+@router.post("/recipients/{rid}/consent", response_model=consent.ConsentView,
+             status_code=201, responses=error_responses(401, 403, 404, 409))
+async def record_consent(rid: RowId, body: consent.ConsentIn, rt: Runtime = Depends(runtime),
+                         current: Who = Depends(managers)) -> consent.ConsentView:
+    """Record one party's consent; the coming checks are re-planned and the plan (with
+    the consent on record) is pushed to the recipient's cameras."""
+    return await consent.record(rt, rid, body, current.user.username)
+
+
+@router.post("/recipients/{rid}/consent/{record_id}/withdraw",
+             response_model=consent.ConsentView, responses=error_responses(401, 403, 404, 409))
+async def withdraw_consent(rid: RowId, record_id: RowId, rt: Runtime = Depends(runtime),
+                           current: Who = Depends(managers)) -> consent.ConsentView:
+    """Withdrawal takes effect at once: no look-ins, open checks ended, a look-in in
+    progress stopped, the camera's plan replaced."""
+    return await consent.withdraw(rt, rid, record_id, current.user.username)
+
+
+@router.put("/recipients/{rid}/cohabitants", response_model=consent.ConsentView,
+            responses=error_responses(401, 403, 404, 409))
+async def set_cohabitants(rid: RowId, body: consent.Cohabitants,
+                          rt: Runtime = Depends(runtime),
+                          current: Who = Depends(managers)) -> consent.ConsentView:
+    """Who lives with the recipient: each must consent too."""
+    return await consent.set_cohabitants(rt, rid, body, current.user.username)

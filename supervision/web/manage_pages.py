@@ -50,6 +50,7 @@ async def recipient_page(rid: int, request: Request, rt: Runtime = Depends(runti
         return render(request, "manage.html", t, current, status=exc.status, recipients=[],
                       error=exc.code)
     return render(request, "manage_recipient.html", t, current, recipient=recipient,
+                  recipient_json=recipient.model_dump(mode="json"),
                   blank_plan=schedules.plan_to_dict(BLANK))
 
 
