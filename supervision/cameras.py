@@ -108,12 +108,16 @@ async def listing(rt: Runtime, refusals: int) -> list[CameraOut]:
         rows = (await db.execute(select(Camera, Recipient).join(
             Recipient, Recipient.id == Camera.recipient_id).order_by(Camera.id))).all()
         recent = await _refusals(db, [camera.id for camera, _ in rows], refusals)
-    return [CameraOut(
-        camera_id=camera.id, recipient_id=recipient.id, recipient=recipient.name,
-        enrolled=camera.public_key is not None, enrolment_expires_at=camera.enrol_expires_at,
-        revoked=camera.revoked, online=rt.relay.is_online(camera.id),
-        last_seen_at=camera.last_seen_at, health=camera.health,
-        refusals=recent.get(camera.id, [])) for camera, recipient in rows]
+    out = []
+    for camera, recipient in rows:
+        seen, health = rt.presence.seen(camera.id, camera.last_seen_at, camera.health)
+        out.append(CameraOut(
+            camera_id=camera.id, recipient_id=recipient.id, recipient=recipient.name,
+            enrolled=camera.public_key is not None,
+            enrolment_expires_at=camera.enrol_expires_at, revoked=camera.revoked,
+            online=rt.relay.is_online(camera.id), last_seen_at=seen, health=health,
+            refusals=recent.get(camera.id, [])))
+    return out
 
 
 async def _refusals(db: AsyncSession, camera_ids: list[str],
@@ -146,7 +150,8 @@ async def statuses(rt: Runtime, db: AsyncSession,
     out: dict[int, CameraStatus] = {}
     for cam in (await db.execute(query)).scalars():
         status = CameraStatus(id=cam.id, enrolled=cam.public_key is not None,
-                              online=rt.relay.is_online(cam.id), last_seen_at=cam.last_seen_at)
+                              online=rt.relay.is_online(cam.id),
+                              last_seen_at=rt.presence.seen(cam.id, cam.last_seen_at, None)[0])
         best = out.get(cam.recipient_id)
         if best is None or (status.online, status.enrolled) > (best.online, best.enrolled):
             out[cam.recipient_id] = status

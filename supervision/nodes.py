@@ -89,8 +89,10 @@ class Nodes:
     # --- who is alive -------------------------------------------------------------
 
     def alive(self, node_id: str | None) -> bool:
-        """``node_id`` was heard within the alive window at the last look (or is this node)."""
-        return node_id is not None and (node_id == self.id or node_id in self._alive)
+        """``node_id`` was heard within the alive window at the last look (or is this node).
+        On SQLite this process is the only node: whatever an earlier one left is gone."""
+        return node_id is not None and (node_id == self.id
+                                        or (self.shared and node_id in self._alive))
 
     async def _beat(self) -> None:
         now = datetime.now(UTC)

@@ -37,7 +37,8 @@ class Presence:
         self._holders: dict[str, str] = {}  # camera id -> node id, for every node
         self._heard: dict[str, datetime] = {}  # since the last flush
         self._health: dict[str, dict[str, Any]] = {}  # changed since the last flush
-        self._last_health: dict[str, dict[str, Any]] = {}
+        self._last_health: dict[str, dict[str, Any]] = {}  # what this node heard last
+        self._last_heard: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
         nodes.on("link", self._on_link)
         nodes.on_reconnect.append(self.reload)
@@ -95,13 +96,21 @@ class Presence:
 
     def heard(self, camera_id: str, health: dict[str, Any] | None = None) -> None:
         """A heartbeat or report came in; written at the next flush."""
-        self._heard[camera_id] = datetime.now(UTC)
+        now = datetime.now(UTC)
+        self._heard[camera_id] = now
+        self._last_heard[camera_id] = now
         if health is not None and health != self._last_health.get(camera_id):
             self._health[camera_id] = health
             self._last_health[camera_id] = health
 
-    def forget(self, camera_id: str) -> None:
-        self._last_health.pop(camera_id, None)
+    def seen(self, camera_id: str, last_seen_at: datetime | None,
+             health: dict[str, Any] | None) -> tuple[datetime | None, dict[str, Any] | None]:
+        """A camera's row's (last seen, health), brought up to date with what this node
+        heard since its last flush (the row may be up to ``flush_seconds`` behind)."""
+        heard = self._last_heard.get(camera_id)
+        if heard is not None and (last_seen_at is None or heard > last_seen_at):
+            last_seen_at = heard
+        return last_seen_at, self._last_health.get(camera_id, health)
 
     async def flush(self) -> int:
         """Write what was heard since the last flush in one transaction; how many cameras."""

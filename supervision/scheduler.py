@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -44,7 +45,7 @@ from supervision.auth import live_sessions
 from supervision.cameras import push_switched
 from supervision.leadership import Leadership
 from supervision.runtime import Runtime
-from supervision.sweep import redeliver, sweep
+from supervision.sweep import next_deadline, redeliver, sweep
 
 log = logging.getLogger("supervision.scheduler")
 
@@ -78,8 +79,18 @@ class NightScheduler:
         await push_switched(self.rt)
 
     async def sweep(self) -> None:
+        began = time.monotonic()
         # the offline grace counts from this node's start or its take-over, the later
         await sweep(self.rt, started_at=max(self.started_at, self.leadership.since))
+        took = time.monotonic() - began
+        if took > 1.0:  # windows open late by this much: worth knowing
+            log.warning("the sweep took %.1f s", took)
+        # and again at the next deadline, if it comes before the next turn
+        due = await next_deadline(self.rt, datetime.now(UTC))
+        job = self.scheduler.get_job("sweep") if self.scheduler.running else None
+        if due is not None and job is not None and job.next_run_time is not None \
+                and due < job.next_run_time:
+            job.modify(next_run_time=due)
 
     async def redeliver(self) -> None:
         await redeliver(self.rt)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from supervision import audit, check_rows, checks, lookins, webhook
@@ -83,6 +83,23 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
         await lookins.close_lapsed(db, now)
     for data in pushed:
         await publish(rt, data)
+
+
+async def next_deadline(rt: Runtime, now: datetime) -> datetime | None:
+    """The next moment the sweep has work: a window that opens or closes, an alert that
+    comes due for escalation. The scheduler runs the sweep then, not at its next turn, so a
+    window opens on time to within the sweep's own run, whatever ``sweep_seconds`` is."""
+    late = timedelta(minutes=rt.settings.escalate_after_minutes)
+    async with rt.read() as db:
+        opens = (await db.execute(select(func.min(Check.opens_at)).where(
+            Check.state == State.PLANNED, Check.opens_at > now))).scalar()
+        closes = (await db.execute(select(func.min(Check.closes_at)).where(
+            Check.state == State.OPEN, Check.closes_at >= now))).scalar()
+        raised = (await db.execute(select(func.min(Alert.created_at)).where(
+            Alert.state == AlertState.NEW.value, Alert.escalated_at.is_(None)))).scalar()
+    moments = [t for t in (opens, closes + timedelta(microseconds=1) if closes else None,
+                           raised + late if raised else None) if t is not None]
+    return min(moments) if moments else None
 
 
 async def redeliver(rt: Runtime) -> None:
