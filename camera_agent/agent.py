@@ -37,7 +37,9 @@ from camera_agent.protocol import (
     load_public_key,
     require_str,
 )
+from camera_agent.rtsp import redact
 from camera_agent.stream import LookIn, LookInEnded
+from camera_agent.video_path import planned
 from schedules.reason import Reason
 
 log = logging.getLogger("camera_agent")
@@ -67,7 +69,7 @@ class Agent:
 
     async def run(self) -> None:
         log.info("camera agent %s for camera %s, source %s, plan version %s", __version__,
-                 self.config.camera_id, self.config.source, self.plans.version)
+                 self.config.camera_id, redact(self.config.source), self.plans.version)
         beat = asyncio.create_task(self._heartbeats())
         try:
             await self.link.run()
@@ -86,8 +88,9 @@ class Agent:
 
     def _send_heartbeat(self) -> None:
         active = self.lookin is not None and self.lookin.active
+        path = self.lookin.video_path if self.lookin is not None else planned(self.config)
         self.link.send(HEARTBEAT, durable=False, health=health(
-            self.config.source, self.last_result, self.plans.version, active))
+            self.config.source, self.last_result, self.plans.version, active, path))
 
     def _refused_by_service(self, revoked: bool) -> None:
         """Nobody can end a look-in of a camera the service no longer accepts: end it here."""
@@ -106,25 +109,31 @@ class Agent:
         if msg_type == LOOKIN_ENDED:
             self.last_result = Reason(fields["reason"], fields.get("detail", ""))
             self._send_heartbeat()
+            if self.config.after_lookin_command:  # e.g. the PTZ privacy preset; never awaited
+                self._spawn(self._run_hook(self.config.after_lookin_command, "after",
+                                           fields["session"],
+                                           self.config.after_lookin_timeout_seconds))
 
-    async def _run_hook(self, command: str, event: str, session: str) -> None:
+    async def _run_hook(self, command: str, event: str, session: str,
+                        timeout: float = HOOK_SECONDS) -> None:
         env = dict(os.environ, NATTILLSYN_EVENT=event, NATTILLSYN_SESSION=session,
                    NATTILLSYN_CAMERA=self.config.camera_id)
+        name = command.split()[0] if command.split() else "?"  # its arguments may hold a password
         try:
             proc = await asyncio.create_subprocess_exec(*shlex.split(command), env=env,
                                                         stdin=asyncio.subprocess.DEVNULL)
         except (OSError, ValueError) as exc:
-            log.warning("hook %r could not start: %s", command, exc)
+            log.warning("hook %s (%s) could not start: %s", name, event, exc)
             return
         try:
-            code = await asyncio.wait_for(proc.wait(), HOOK_SECONDS)
+            code = await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            log.warning("hook %r killed after %.0f s", command, HOOK_SECONDS)
+            log.warning("hook %s (%s) killed after %.0f s", name, event, timeout)
             return
         if code != 0:
-            log.warning("hook %r exited with %s", command, code)
+            log.warning("hook %s (%s) exited with %s", name, event, code)
 
     async def handle(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
@@ -168,6 +177,9 @@ class Agent:
             ice = msg.get("ice_servers") or []
             if not isinstance(ice, list):
                 raise Refusal("garbled", "ice_servers must be a list")
+            policy = msg.get("ice_transport_policy") or "all"
+            if policy not in ("all", "relay"):
+                raise Refusal("garbled", "ice_transport_policy must be all or relay")
         except Refusal as exc:
             self._refuse(str(msg.get("session", ""))[:64], exc.reason, exc.detail)
             return
@@ -186,6 +198,7 @@ class Agent:
         started = time.perf_counter()
         try:
             lookin = LookIn(admission, self.config, self.emit, ice_servers=ice,
+                            ice_transport_policy=policy,
                             on_done=lambda: self.gate.release(admission))
         except Exception as exc:
             self.gate.release(admission)

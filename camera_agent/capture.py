@@ -2,6 +2,10 @@
 
 Sources: a V4L2 device ("0", "/dev/video0"), an RTSP camera ("rtsp://..."), a video file
 (looped; for tests and demos) or the synthetic scene ("synthetic", "synthetic:<seed>").
+Devices and files are read with OpenCV; RTSP cameras with PyAV (`camera_agent.rtsp`),
+which sets the transport, ends the RTSP session (TEARDOWN) on release, reconnects a camera
+that drops and comes back within STALL_SECONDS, and can hand on the camera's H.264 as it
+came (passthrough: no decoding, no encoding) when nothing has to be done to the picture.
 
 One dedicated reader thread per open capture does all the work with the source: it
 opens it, grabs continuously (so a device's buffers never go stale), decodes and
@@ -14,6 +18,7 @@ anywhere: the latest processed frame is handed to read() and otherwise dropped.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import itertools
@@ -24,15 +29,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import av.error
 import cv2
 import numpy as np
 
+from camera_agent import rtsp
 from camera_agent.processing import apply_masks, enhance_low_light, fit, normalise_masks
 from camera_agent.synthetic import SyntheticScene
 
 log = logging.getLogger("camera_agent.capture")
 
 STALL_SECONDS = 2.0          # no frame for longer than this -> "read-failed"
+_MAX_QUEUED_PACKETS = 50     # passthrough: more waiting than this -> drop to the next keyframe
 _RETRY_PAUSE = 0.02          # back-off between failed grabs, so a dead source cannot spin
 _OPEN_GRACE = 0.5            # after a failed open: time given to the reader to release
 _CLOSE_WAIT = 15.0           # longest close() waits for the reader (V4L2 select is <= 10 s)
@@ -42,7 +50,8 @@ _thread_ids = itertools.count(1)
 
 class CaptureError(Exception):
     """The camera could not be opened or stopped delivering. `reason` is a short code:
-    "open-failed", "no-frames" or "read-failed"."""
+    "open-failed", "no-frames" or "read-failed"; for RTSP also "camera-unreachable" and
+    "camera-credentials". `detail` is words for the installer, never the source's URL."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -97,6 +106,8 @@ class _Session:
         self.released: asyncio.Future[None] = loop.create_future() # reader ended, source freed
         self.new_frame = asyncio.Event()
         self.frame: np.ndarray | None = None
+        self.packets: collections.deque[bytes] = collections.deque()  # passthrough only
+        self.passthrough = False  # set by the reader before its first publish
         self.seq = 0
         self.returned_seq = 0
         self.error: CaptureError | None = None
@@ -121,6 +132,22 @@ class _Session:
         self.post(self.new_frame.set)
         if first:
             self.post(_resolve, self.opened, None)
+
+    def publish_packet(self, data: bytes) -> bool:
+        """Queue an encoded frame (passthrough). False if the queue overflowed and was
+        emptied: the reader then waits for the next keyframe."""
+        with self.lock:
+            overflow = len(self.packets) >= _MAX_QUEUED_PACKETS
+            if overflow:
+                self.packets.clear()
+            else:
+                self.packets.append(data)
+                self.seq += 1
+            first = self.seq == 1 and not overflow
+        self.post(self.new_frame.set)
+        if first:
+            self.post(_resolve, self.opened, None)
+        return not overflow
 
     def fail(self, error: CaptureError) -> None:
         with self.lock:
@@ -147,7 +174,8 @@ class Capture:
 
     def __init__(self, source: str, *, width: int = 640, height: int = 480, fps: float = 10.0,
                  enhance: bool = True, masks: Sequence[Sequence[tuple[float, float]]] = (),
-                 open_deadline_s: float = 5.0,
+                 open_deadline_s: float = 5.0, rtsp_transport: str = "tcp",
+                 passthrough: bool = False,
                  on_open: Callable[[], None] | None = None,
                  on_close: Callable[[], None] | None = None) -> None:
         if width <= 0 or height <= 0:
@@ -164,11 +192,27 @@ class Capture:
         self.enhance = enhance
         self.masks = normalise_masks(masks)
         self.open_deadline_s = float(open_deadline_s)
+        if rtsp_transport not in rtsp.TRANSPORTS:
+            raise ValueError(f"rtsp_transport must be one of {rtsp.TRANSPORTS}")
+        self.rtsp_transport = rtsp_transport
+        # Passthrough is only ever asked for an RTSP camera whose picture needs nothing done
+        # to it: a mask or enhancement always means decoding here, whatever the caller says.
+        self.passthrough_wanted = (passthrough and self.kind == "rtsp" and not self.masks
+                                   and not enhance)
+        #: after open(): the camera's codec ("h264", ...; "" when not RTSP)
+        self.camera_codec = ""
         self._on_open = on_open
         self._on_close = on_close
         self._session: _Session | None = None
 
     # ------------------------------------------------------------------ public API
+    @property
+    def passthrough(self) -> bool:
+        """True when this session hands on the camera's H.264 (read_packet), False when it
+        decodes (read). Known once open() returned."""
+        s = self._session
+        return s is not None and s.passthrough
+
     @property
     def is_open(self) -> bool:
         """True while a successfully opened source is held (until close() or a failure)."""
@@ -227,6 +271,30 @@ class Capture:
             if seq > s.returned_seq and frame is not None:
                 s.returned_seq = seq
                 return frame
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CaptureError("read-failed", f"no frame for {STALL_SECONDS:g} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(s.new_frame.wait(), remaining)
+
+    async def read_packet(self) -> bytes:
+        """Passthrough: the next encoded frame (Annex B H.264; a keyframe carries SPS and
+        PPS), in the camera's order. Never a frame from before a keyframe the viewer got."""
+        s = self._session
+        if s is None or s.state is not State.OPEN or not s.passthrough:
+            raise CaptureError("read-failed", "capture is not open for passthrough")
+        deadline = time.monotonic() + STALL_SECONDS + 0.5
+        while True:
+            s.new_frame.clear()
+            with s.lock:
+                error = s.error
+                packet = s.packets.popleft() if s.packets else None
+            if error is not None:
+                raise CaptureError(error.reason, error.detail)
+            if s.stop.is_set():
+                raise CaptureError("read-failed", "capture is closing")
+            if packet is not None:
+                return packet
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CaptureError("read-failed", f"no frame for {STALL_SECONDS:g} s")
@@ -298,6 +366,8 @@ class Capture:
         try:
             if self.kind == "synthetic":
                 self._run_synthetic(s)
+            elif self.kind == "rtsp":
+                self._run_rtsp(s)
             else:
                 cap = self._open_cv(s)
                 if cap is not None:
@@ -305,8 +375,13 @@ class Capture:
         except CaptureError as exc:
             s.fail(exc)
         except Exception as exc:  # never let the thread die holding the camera
-            log.exception("camera reader failed")
-            s.fail(CaptureError("read-failed", f"{type(exc).__name__}: {exc}"))
+            if self.kind == "rtsp":  # an FFmpeg error's text names the URL: its password too
+                words = rtsp.classify(exc)[1]
+                log.error("camera reader failed: %s", words)
+                s.fail(CaptureError("read-failed", words))
+            else:
+                log.exception("camera reader failed")
+                s.fail(CaptureError("read-failed", f"{type(exc).__name__}: {exc}"))
         finally:
             if cap is not None:
                 try:
@@ -351,12 +426,6 @@ class Capture:
             if isinstance(target, int) and not os.path.exists(f"/dev/video{target}"):
                 raise CaptureError("open-failed", f"no such device /dev/video{target}")
             cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
-        elif self.kind == "rtsp":
-            timeout_ms = int(self.open_deadline_s * 1000)
-            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(STALL_SECONDS * 1000),
-            ])
         else:
             if not os.path.isfile(source):
                 raise CaptureError("open-failed", "no such file")
@@ -413,3 +482,101 @@ class Capture:
             if raw is not None:
                 s.publish(self._process(raw))
                 due = max(due + period, now)
+
+    def _run_rtsp(self, s: _Session) -> None:
+        """Read an RTSP camera with PyAV until stopped (reader thread).
+
+        Each packet is either queued as it came (passthrough) or decoded, every packet, and
+        converted and processed at most `fps` times a second. A stream that ends or breaks
+        is opened again until nothing has come for STALL_SECONDS; only then does the
+        look-in end ("read-failed"). Every connection starts at a keyframe. Closing the
+        container ends the RTSP session (TEARDOWN) and the connection."""
+        container: Any = None
+        stream: Any = None
+        packets: Any = None
+        key = b""  # SPS + PPS for passthrough keyframes
+        need_key = True
+        connected_once = False
+        period = 1.0 / self.fps
+        last_ok = time.monotonic()
+        due = last_ok
+        try:
+            while not s.stop.is_set() and not s.loop.is_closed():
+                if container is None:
+                    try:
+                        container = rtsp.open_stream(self.source, self.rtsp_transport,
+                                                     self.open_deadline_s)
+                    except Exception as exc:
+                        code, words = rtsp.classify(exc)
+                        if not connected_once:
+                            raise CaptureError(code, words) from None
+                        if time.monotonic() - last_ok > STALL_SECONDS:
+                            raise CaptureError("read-failed", f"the camera went away and "
+                                               f"did not come back: {words}") from None
+                        s.stop.wait(0.1)
+                        continue
+                    if not container.streams.video:
+                        raise CaptureError(rtsp.OPEN_FAILED, "the camera sends no video")
+                    stream = container.streams.video[0]
+                    codec = stream.codec_context.name
+                    if not connected_once:
+                        self.camera_codec = codec
+                        s.passthrough = self.passthrough_wanted and codec == "h264"
+                        s._set_state(State.WAITING)
+                    elif s.passthrough and codec != "h264":
+                        raise CaptureError("read-failed", f"the camera now sends {codec}")
+                    else:
+                        log.info("camera stream reopened after a break")
+                    key = rtsp.annexb_parameter_sets(stream.codec_context.extradata)
+                    packets = container.demux(stream)
+                    need_key = True
+                    connected_once = True
+                try:
+                    packet = next(packets)
+                except Exception as exc:  # StopIteration (ended) or FFmpegError
+                    if rtsp.is_interrupted(exc):
+                        if time.monotonic() - last_ok > STALL_SECONDS:
+                            raise CaptureError("read-failed", "the camera delivered nothing "
+                                               f"for {STALL_SECONDS:g} s") from None
+                        packets = container.demux(stream)
+                        continue
+                    log.warning("camera stream broke (%s); reopening",
+                                rtsp.classify(exc)[1] if not isinstance(exc, StopIteration)
+                                else "ended")
+                    packets = None
+                    container.close()
+                    container = None
+                    continue
+                if not packet.size:  # the demuxer's end-of-stream marker
+                    packets = None
+                    container.close()
+                    container = None
+                    continue
+                if s.stop.is_set():
+                    break
+                if need_key:
+                    if not (packet.is_keyframe or 5 in rtsp.nal_types(bytes(packet))):
+                        continue
+                    need_key = False
+                last_ok = time.monotonic()
+                if s.passthrough:
+                    data = bytes(packet)
+                    if packet.is_keyframe or 5 in rtsp.nal_types(data):
+                        data = rtsp.with_parameter_sets(data, key)
+                    if not s.publish_packet(data):
+                        need_key = True
+                    continue
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as exc:  # a damaged packet: skip it
+                    log.debug("undecodable packet skipped: %s", rtsp.classify(exc)[1])
+                    continue
+                for frame in frames:
+                    now = time.monotonic()
+                    if now >= due:
+                        s.publish(self._process(frame.to_ndarray(format="bgr24")))
+                        due = max(due + period, now)
+        finally:
+            packets = None
+            if container is not None:
+                container.close()  # sends TEARDOWN and closes the connection

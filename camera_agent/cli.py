@@ -1,4 +1,4 @@
-"""camera-agent enrol | run."""
+"""camera-agent enrol | run | doctor."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     enrol.add_argument("--ca-file", help="CA or service certificate to pin for https/wss")
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("--config", type=Path, default=Path("/var/lib/camera-agent/agent.toml"))
+    doctor = sub.add_parser("doctor", help="check this device: config, key, service, "
+                            "clock, TURN, plan; the camera only with --camera")
+    doctor.add_argument("--config", type=Path,
+                        default=Path("/var/lib/camera-agent/agent.toml"))
+    doctor.add_argument("--camera", action="store_true",
+                        help="open the camera once, take one frame, release it")
+    doctor.add_argument("--lang", choices=("sv", "en"), help="default: from LANG")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -41,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"enrolled as camera {config.camera_id}; config {args.state_dir / 'agent.toml'}")
         return 0
+
+    if args.command == "doctor":
+        from camera_agent.doctor import main as doctor_main
+        logging.getLogger().setLevel(logging.ERROR)  # its lines are the output
+        return doctor_main(args.config, args.camera, args.lang)
 
     try:
         config = AgentConfig.load(args.config)

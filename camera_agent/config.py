@@ -35,13 +35,18 @@ class AgentConfig:
     heartbeat_seconds: float = 15.0
     backoff_cap_seconds: float = 30.0
     ca_file: str | None = None  # CA or self-signed service certificate to pin for wss
-    # STUN/TURN servers for the peer: [{urls = "turn:host:3478", username = "", credential = ""}]
+    # STUN servers for the peer: [{urls = "stun:host:3478"}] (TURN comes with each look-in)
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     #: more addresses of the same service (other nodes): after a failed dial the link
     #: tries the next, so a node that dies leaves the camera with the others
     servers: list[str] = field(default_factory=list)
     on_lookin_start: str | None = None  # command run when the camera opens
     on_lookin_end: str | None = None  # command run when the camera is released
+    rtsp_transport: str = "tcp"  # tcp | udp: how an RTSP camera sends (home networks drop UDP)
+    passthrough: bool = True  # hand on an RTSP camera's H.264 when no mask or enhance is set
+    # run (no shell) after every look-in, e.g. to turn a PTZ camera to its privacy preset
+    after_lookin_command: str | None = None
+    after_lookin_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for url in (self.server_url, *self.servers):
@@ -55,12 +60,23 @@ class AgentConfig:
         if self.codec not in CODECS:
             raise ValueError(f"codec must be one of {CODECS}")
         normalise_masks(self.masks)  # raises ValueError with the polygon's index
-        for name in ("open_deadline_seconds", "heartbeat_seconds", "backoff_cap_seconds"):
+        self.rtsp_transport = self.rtsp_transport.lower()
+        if self.rtsp_transport not in ("tcp", "udp"):
+            raise ValueError("rtsp_transport must be tcp or udp")
+        for name in ("open_deadline_seconds", "heartbeat_seconds", "backoff_cap_seconds",
+                     "after_lookin_timeout_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         for server in self.ice_servers:
             if not isinstance(server, dict) or not server.get("urls"):
                 raise ValueError("each ice_servers entry needs urls")
+            urls = server["urls"] if isinstance(server["urls"], list) else [server["urls"]]
+            # TURN comes per look-in from the service, with a credential that ends with the
+            # ticket: no long-lived TURN credential is kept on a device
+            if set(server) - {"urls"} or not all(
+                    isinstance(u, str) and u.startswith(("stun:", "stuns:")) for u in urls):
+                raise ValueError("ice_servers may list STUN servers only (stun:host:port); "
+                                 "TURN credentials come from the service with each look-in")
 
     @property
     def key_file(self) -> Path:

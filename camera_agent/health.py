@@ -14,6 +14,7 @@ from typing import Any
 
 from camera_agent import __version__
 from camera_agent.capture import describe_source
+from camera_agent.video_path import VideoPath
 from schedules.reason import Reason
 
 _STARTED = time.monotonic()
@@ -42,10 +43,14 @@ def free_memory_mb() -> int | None:
 
 
 def health(source: str, last_result: Reason | None, plan_version: int | None = None,
-           lookin_active: bool = False) -> dict[str, Any]:
+           lookin_active: bool = False, video_path: VideoPath | None = None) -> dict[str, Any]:
     """``last_lookin`` is how the last look-in ended, a code (None before the first), and
-    ``last_lookin_detail`` the words with it (e.g. open-failed after technical-failure)."""
+    ``last_lookin_detail`` the words with it (e.g. open-failed after technical-failure).
+    ``video_path`` is "passthrough" or "encode" (the last look-in's, else what the
+    configuration allows) and ``video_path_reason`` why, as a code."""
     return {
+        "video_path": video_path.path if video_path is not None else None,
+        "video_path_reason": video_path.reason if video_path is not None else None,
         "camera_present": camera_present(source),
         "last_lookin": last_result.code if last_result is not None else None,
         "last_lookin_detail": last_result.detail if last_result is not None else None,

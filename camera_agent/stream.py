@@ -23,18 +23,24 @@ import av
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpCodecCapability,
     RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 
+from camera_agent import ice_checks
 from camera_agent.capture import Capture, CaptureError
 from camera_agent.config import AgentConfig
 from camera_agent.gate import Admission
 from camera_agent.track import CaptureTrack
+from camera_agent.video_path import ENCODE, PASSTHROUGH, VideoPath, planned
 from schedules.reason import Reason
+
+ice_checks.install()  # RFC 8445 7.3.1.4: a relayed look-in need not wait 500 ms
 
 log = logging.getLogger("camera_agent.stream")
 
@@ -60,18 +66,21 @@ class LookInEnded(Exception):
         self.reason = reason
 
 
-def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
+def ice_configuration(servers: list[dict[str, Any]], policy: str = "all") -> RTCConfiguration:
     """Only the servers configured or sent with the look-in; never aiortc's default
-    public STUN server (no look-in metadata to third parties unless the operator says so)."""
+    public STUN server (no look-in metadata to third parties unless the operator says so).
+    ``policy`` "relay" (the service's ``ice_transport_policy``): relayed candidates only."""
     return RTCConfiguration(iceServers=[
         RTCIceServer(urls=s["urls"], username=s.get("username"),
                      credential=s.get("credential"))
-        for s in servers if isinstance(s, dict) and s.get("urls")])
+        for s in servers if isinstance(s, dict) and s.get("urls")],
+        iceTransportPolicy=RTCIceTransportPolicy(policy))
 
 
 class LookIn:
     def __init__(self, admission: Admission, config: AgentConfig, emit: Emit, *,
                  ice_servers: list[dict[str, Any]] | None = None,
+                 ice_transport_policy: str = "all",
                  on_done: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.admission = admission
@@ -87,11 +96,15 @@ class LookIn:
         self.end_reason: Reason | None = None  # why it stopped: set with State.STOPPING
         self.started = clock()
         servers = list(config.ice_servers) + list(ice_servers or [])
-        self._pc = RTCPeerConnection(ice_configuration(servers))
+        self._pc = RTCPeerConnection(ice_configuration(servers, ice_transport_policy))
+        #: the picture's way through the device; settled once the camera opened
+        self.video_path: VideoPath = planned(config)
         self._capture = Capture(
             config.source, width=config.width, height=config.height, fps=config.fps,
             enhance=config.enhance, masks=config.masks,
             open_deadline_s=config.open_deadline_seconds,
+            rtsp_transport=config.rtsp_transport,
+            passthrough=self.video_path.path == PASSTHROUGH,
             on_open=self._on_loop(self._camera_opened),
             on_close=self._on_loop(self._camera_released),
         )
@@ -136,6 +149,9 @@ class LookIn:
                                            self.admission.stop_reason)
         # The sending transceiver exists before the offer is applied, so the codec
         # preference (configured codec first, the other as fallback) shapes the answer.
+        if self.video_path.path == PASSTHROUGH and not _offers_h264(offer_sdp):
+            self.video_path = VideoPath(ENCODE, "viewer-no-h264")
+            self._capture.passthrough_wanted = False
         transceiver = self._pc.addTransceiver("video", direction="sendonly")
         transceiver.setCodecPreferences(self._codec_preferences())
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -170,14 +186,24 @@ class LookIn:
             return
         error = task.exception()
         if error is None:
+            if self.video_path.path == PASSTHROUGH and not self._capture.passthrough:
+                self.video_path = VideoPath(ENCODE, "camera-not-h264")
+            log.info("look-in %s: video path %s (%s)", self.ticket.session,
+                     self.video_path.path, self.video_path.reason)
             return
         reason = error.reason if isinstance(error, CaptureError) else "open-failed"
         log.warning("camera failed for look-in %s: %s", self.ticket.session, error)
         self.stop_soon(Reason("technical-failure", reason))
 
     def _codec_preferences(self) -> list[RTCRtpCodecCapability]:
-        order = ["video/H264", "video/VP8"] if self.config.codec == "h264" else [
-            "video/VP8", "video/H264"]
+        """The configured codec first, the other as fallback; for passthrough H.264 only,
+        since the camera's frames can go out in no other codec."""
+        if self._capture.passthrough_wanted:
+            order = ["video/H264"]
+        elif self.config.codec == "h264":
+            order = ["video/H264", "video/VP8"]
+        else:
+            order = ["video/VP8", "video/H264"]
         caps = RTCRtpSender.getCapabilities("video").codecs
         return ([c for mime in order for c in caps if c.mimeType == mime]
                 + [c for c in caps if c.mimeType == "video/rtx"])
@@ -226,6 +252,16 @@ class LookIn:
         })
 
 
+def _offers_h264(offer_sdp: str) -> bool:
+    """Whether the viewer can receive H.264 (a malformed offer fails later, as before)."""
+    try:
+        description = SessionDescription.parse(offer_sdp)
+    except Exception:
+        return False
+    return any(codec.mimeType.lower() == "video/h264" for media in description.media
+               if media.kind == "video" for codec in media.rtp.codecs)
+
+
 class _OpeningTrack(CaptureTrack):
     """A capture track that waits for the camera to open before its first frame."""
 
@@ -235,7 +271,7 @@ class _OpeningTrack(CaptureTrack):
         self._opening_task = opening
         self._on_error = on_error
 
-    async def recv(self) -> av.VideoFrame:
+    async def recv(self) -> av.VideoFrame | av.Packet[Any]:
         try:
             await asyncio.shield(self._opening_task)
         except CaptureError as exc:

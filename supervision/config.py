@@ -11,7 +11,7 @@ import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -103,7 +103,16 @@ class Settings(BaseSettings):
     #: addresses or networks of the reverse proxies whose X-Forwarded-For/-Proto are
     #: believed; empty: no forwarded header is believed, the peer's address counts
     trusted_proxies: list[str] = Field(default_factory=list)
-    ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    # STUN/TURN for look-ins (supervision/turn.py): pages and cameras get the STUN URLs and,
+    # per look-in, TURN credentials minted from the secret coturn shares (use-auth-secret);
+    # no long-lived TURN credential is ever handed out
+    stun_urls: list[Annotated[str, Field(pattern=r"^stuns?:\S+$")]] = Field(default_factory=list)
+    turn_urls: list[Annotated[str, Field(pattern=r"^turns?:\S+$")]] = Field(default_factory=list)
+    turn_secret: SecretStr = SecretStr("")  # coturn's static-auth-secret; needed with turn_urls
+    #: a look-in's TURN credential lives at most this long, and never past its ticket
+    turn_credential_seconds: int = Field(default=600, ge=30, le=86_400)
+    #: "relay": browsers and cameras use TURN-relayed paths only (a site's policy may say so)
+    ice_transport_policy: Literal["all", "relay"] = "all"
     # audit anchor (supervision/audit.py; docs/architecture.md "Audit"): the chain's head,
     # signed, is appended to a witness outside the database at start, at stop, and every
     # N minutes when it moved; entries after the last checkpoint are not yet anchored
@@ -131,6 +140,15 @@ class Settings(BaseSettings):
     def missed_action_for(self, unit: str) -> str:
         action = self.missed_action_by_unit.get(unit, self.missed_action)
         return action if action in ("dispatch", "alert") else "dispatch"
+
+    @model_validator(mode="after")
+    def _turn_needs_secret(self) -> Settings:
+        if self.turn_urls and len(self.turn_secret.get_secret_value()) < 16:
+            raise ValueError("turn_urls is set but turn_secret is shorter than 16 characters: "
+                             "use coturn's static-auth-secret")
+        if self.ice_transport_policy == "relay" and not self.turn_urls:
+            raise ValueError("ice_transport_policy is relay but no turn_urls are set")
+        return self
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Settings:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
 from camera_agent.protocol import Refusal
-from supervision import audit
+from supervision import audit, turn
 from supervision.checks import State
 from supervision.errors import ServiceError
 from supervision.models import Camera, Check, User, Visit
@@ -125,8 +125,10 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
     if offline:
         raise ServiceError(503, "error.camera_offline", session=session)
     try:
+        # the camera's own TURN credential, named for the visit, ending with the ticket
+        ice = turn.lookin_fields(rt.settings, session, now, now + timedelta(seconds=seconds))
         reply = await rt.relay.request_lookin(camera_id, session, token, offer,
-                                              rt.settings.lookin_answer_timeout)
+                                              rt.settings.lookin_answer_timeout, **ice)
     except (Refusal, AgentUnavailable, TimeoutError) as exc:
         reason = exc.reason if isinstance(exc, Refusal) else (
             "agent-unavailable" if isinstance(exc, AgentUnavailable) else "agent-timeout")

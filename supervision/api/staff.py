@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from supervision import lookins, outcomes, rounds_board
+from supervision import lookins, outcomes, rounds_board, turn
 from supervision.checks import Outcome
 from supervision.context import RowId, Who, require, runtime
 from supervision.errors import error_responses
@@ -32,7 +32,6 @@ class LookinStarted(BaseModel):
     agent_key: str
     expires_at: datetime
     seconds: int
-    ice_servers: list[dict[str, Any]]
 
 
 #: a note may hold line breaks and tabs, no other control characters
@@ -63,13 +62,23 @@ async def rounds(rt: Runtime = Depends(runtime), _: Who = Depends(board_roles)) 
     return await rounds_board.board(rt)
 
 
+@router.post("/checks/{check_id}/ice", response_model=turn.IceConfig,
+             response_model_exclude_none=True, responses=error_responses(401, 403, 404, 409))
+async def lookin_ice(check_id: RowId, rt: Runtime = Depends(runtime),
+                     current: Who = Depends(staff)) -> turn.IceConfig:
+    """STUN/TURN servers for a look-in about to start, with a TURN credential minted for
+    this viewer that ends no later than the look-in could (asked before the offer, which
+    must carry the relayed candidates). Only while the check may be looked in on."""
+    return await turn.for_viewer(rt, current.user, check_id)
+
+
 @router.post("/checks/{check_id}/lookin", response_model=LookinStarted,
              responses=error_responses(400, 401, 403, 404, 409, 503, 504))
 async def start_lookin(check_id: RowId, body: LookinRequest, rt: Runtime = Depends(runtime),
                        current: Who = Depends(staff)) -> LookinStarted:
     """Ask for a look-in: the service checks, signs a ticket, relays the offer to the agent."""
     started = await lookins.start(rt, current.user, check_id, body.offer)
-    return LookinStarted(**started.__dict__, ice_servers=rt.settings.ice_servers)
+    return LookinStarted(**started.__dict__)
 
 
 @router.post("/lookins/{session}/end", status_code=204,

@@ -79,6 +79,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     # night staff: the board (admins may watch it); looking in is for night staff only
     ("GET", "/api/rounds"): only("staff", "admin"),
     ("POST", "/api/checks/{check_id}/lookin"): only("staff"),
+    ("POST", "/api/checks/{check_id}/ice"): only("staff"),
     ("GET", "/api/lookins/{session}"): only("staff"),
     ("POST", "/api/lookins/{session}/end"): only("staff"),
     ("POST", "/api/lookins/{session}/picture"): only("staff"),

@@ -172,7 +172,7 @@ def test_configuration_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
     path.write_text(config_text(
         masks="[[[0, 0], [0.5, 0], [0.5, 0.5]]]", codec='"H264"', enhance="false",
-        ice_servers='[{urls = "turn:turn.example:3478", username = "u", credential = "p"}]',
+        ice_servers='[{urls = "stun:stun.example:3478"}]',
         on_lookin_start='"/usr/local/bin/lamp on"'))
     config = AgentConfig.load(path)
     assert config.codec == "h264" and config.enhance is False

@@ -26,12 +26,13 @@ function gathered(pc, timeoutMs = 2000) {
 }
 
 export class LookIn {
-  constructor(checkId, video, { onEnd, onFirstFrame, iceServers = [] } = {}) {
+  constructor(checkId, video, { onEnd, onFirstFrame, iceServers = [], iceTransportPolicy = 'all' } = {}) {
     this.checkId = checkId;
     this.video = video;
     this.onEnd = onEnd || (() => {});
     this.onFirstFrame = onFirstFrame || (() => {});
     this.iceServers = iceServers;
+    this.iceTransportPolicy = iceTransportPolicy; // 'relay': TURN-relayed candidates only
     this.session = null;
     this.seen = null; // a promise: the service accepted that the picture showed
     this.ended = false;
@@ -39,7 +40,7 @@ export class LookIn {
   }
 
   async start() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
     this.pc = pc;
     pc.addTransceiver('video', { direction: 'recvonly' });
     const stream = new MediaStream();

@@ -113,6 +113,12 @@ async function open(check) {
   });
   current = { check, lookin, seen: false };
   try {
+    // STUN/TURN (with this viewer's short-lived TURN credential) before the offer, which
+    // must already carry the relayed candidates; asked after the LookIn is made, so the
+    // time to first frame counts from the press, this request included
+    const ice = await api(`/api/checks/${check.id}/ice`, { method: 'POST' });
+    lookin.iceServers = ice.ice_servers;
+    lookin.iceTransportPolicy = ice.ice_transport_policy;
     await lookin.start();
     tick();
   } catch (error) {

@@ -1,0 +1,231 @@
+"""Look-ins from a real agent whose camera is a real RTSP server on loopback, watched by an
+aiortc viewer, with what the camera saw recorded on the server's side.
+
+The agent passes the camera's H.264 through (no mask, no enhancement). The stated bounds:
+the camera is connected to only during a look-in and the RTSP session is torn down within
+RELEASE_BOUND of the look-in's end; a camera that refuses the credentials ends the look-in
+at once (detail `camera-credentials`); one that stalls ends it within STALL_BOUND
+(`read-failed`); one that drops and is back within capture.STALL_SECONDS is reconnected
+and the look-in goes on. The camera's password appears nowhere the agent writes or sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from camera_agent.capture import STALL_SECONDS
+from camera_agent.protocol import END, Ticket
+from tests.agent.fake_service import eventually, viewer_offer
+from tests.rtsp.conftest import PASSWORD, USER, Rig, rtsp_agent
+from tests.rtsp.server import RtspServer
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+RELEASE_BOUND = 1.0                # s from the look-in's end to the camera seeing us leave
+STALL_BOUND = STALL_SECONDS + 1.0  # s from the camera's last packet to the look-in's end
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rig(tmp_path_factory: pytest.TempPathFactory,
+              camera: RtspServer) -> AsyncIterator[Rig]:
+    root = tmp_path_factory.mktemp("rtsp-lookin")
+    # the privacy preset: writes a line, then hangs until killed after its timeout
+    preset = f"sh -c 'echo $NATTILLSYN_EVENT $NATTILLSYN_SESSION >> {root}/preset; sleep 30'"
+    async with rtsp_agent(root / "agent", camera.url(USER, PASSWORD), enhance=False,
+                          open_deadline_seconds=4, after_lookin_command=preset,
+                          after_lookin_timeout_seconds=1) as rig:
+        yield rig
+
+
+class Viewer:
+    """The ticket's peer: an aiortc receiver that decodes and records frame times."""
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self.pc = pc
+        self.frames: list[float] = []
+        self.sizes: set[tuple[int, int]] = set()
+        self.sdp = ""
+        self._task: asyncio.Task[None] | None = None
+        pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._task = asyncio.ensure_future(self._collect(track))
+
+    async def _collect(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.frames.append(time.monotonic())
+                self.sizes.add((frame.width, frame.height))  # type: ignore[union-attr]
+
+    async def frames_after(self, instant: float, count: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(1 for t in self.frames if t > instant) < count:
+            assert time.monotonic() < deadline, f"fewer than {count} frames reached the viewer"
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.pc.close()
+
+
+async def start(rig: Rig, seconds: float = 30) -> tuple[Ticket, Viewer, int]:
+    ticket, token = rig.fake.ticket(seconds=seconds)
+    pc, offer = await viewer_offer()
+    viewer = Viewer(pc)
+    mark = len(rig.fake.received)
+    await rig.fake.lookin(token, ticket, offer)
+    reply = await rig.fake.reply_to(ticket.session, after=mark)
+    assert reply.type == "answer", reply.msg
+    viewer.sdp = reply.msg["sdp"]
+    await pc.setRemoteDescription(RTCSessionDescription(reply.msg["sdp"], "answer"))
+    return ticket, viewer, mark
+
+
+async def ended(rig: Rig, ticket: Ticket, mark: int, timeout: float = 10) -> tuple[dict, float]:
+    got = await rig.fake.wait_for(lambda r: r.type == "lookin_ended"
+                                  and r.msg["session"] == ticket.session, timeout, after=mark)
+    return got.msg, time.monotonic()
+
+
+def released(rig: Rig, ticket: Ticket) -> bool:
+    return any(r.msg["state"] == "released" for r in rig.fake.of_type("camera", ticket.session))
+
+
+def no_player_left(camera: RtspServer) -> bool:
+    return not any(c.playing or (c.closed_at is None) for c in camera.clients)
+
+
+async def wait_camera_free(camera: RtspServer, timeout: float) -> float:
+    """Until every connection to the camera is closed; the instant it was."""
+    deadline = time.monotonic() + timeout
+    while not no_player_left(camera):
+        assert time.monotonic() < deadline, f"the agent still holds the camera: {camera.clients}"
+        await asyncio.sleep(0.02)
+    return time.monotonic()
+
+
+async def test_passthrough_lookin_plays_and_tears_down(rig: Rig, camera: RtspServer) -> None:
+    assert camera.clients == [], "the agent connected to the camera outside a look-in"
+    ticket, viewer, mark = await start(rig)
+    try:
+        before = time.monotonic()
+        await viewer.frames_after(0, 15)
+        assert viewer.sizes == {(640, 480)}, "the camera's own picture, not rescaled"
+        assert "H264/90000" in viewer.sdp and "VP8/90000" not in viewer.sdp
+        player, = camera.players()
+        assert player.transport.startswith("RTP/AVP/TCP"), "TCP unless configured otherwise"
+        beat = await rig.fake.wait_for(lambda r: r.type == "heartbeat"
+                                       and r.msg["health"]["lookin_active"], 20, after=mark)
+        assert beat.msg["health"]["video_path"] == "passthrough"
+        assert beat.msg["health"]["video_path_reason"] == "rtsp-h264-unprocessed"
+        # about the camera's 10 fps, handed on as it came
+        await asyncio.sleep(1.0)
+        recent = [t for t in viewer.frames if t > time.monotonic() - 1.0]
+        assert len(recent) >= 7, f"{len(recent)} frames in the last second"
+        assert before < player.played_at + 5
+        await rig.fake.send(END, session=ticket.session)
+        end_sent = time.monotonic()
+        msg, _ = await ended(rig, ticket, mark)
+        assert msg["reason"] == "ended"
+        left = await wait_camera_free(camera, 5)
+        assert left - end_sent <= RELEASE_BOUND, f"camera held {left - end_sent:.2f} s"
+        assert player.left, "the RTSP session ended with its connection"
+        assert released(rig, ticket)
+        # the privacy preset ran after the end (which did not wait for it), then was
+        # killed at its timeout, and that was logged
+        preset = rig.agent.root.parent / "preset"
+        await eventually(lambda: preset.exists()
+                         and f"after {ticket.session}" in preset.read_text(), 5,
+                         "the after-look-in command ran")
+        await eventually(lambda: "hook sh (after) killed after 1 s" in rig.agent.log(), 5,
+                         "the hung command was killed and logged")
+    finally:
+        await viewer.close()
+
+
+async def test_camera_stall_ends_the_lookin(rig: Rig, camera: RtspServer) -> None:
+    ticket, viewer, mark = await start(rig)
+    try:
+        await viewer.frames_after(0, 5)
+        camera.stalled = True
+        stalled_at = time.monotonic()
+        msg, at = await ended(rig, ticket, mark)
+        assert (msg["reason"], msg["detail"]) == ("technical-failure", "read-failed")
+        assert at - stalled_at <= STALL_BOUND, f"ended {at - stalled_at:.2f} s after the stall"
+        await wait_camera_free(camera, RELEASE_BOUND)
+        assert released(rig, ticket)
+    finally:
+        camera.stalled = False
+        await viewer.close()
+
+
+async def test_camera_drop_and_return_goes_on(rig: Rig, camera: RtspServer) -> None:
+    sessions = len(camera.players())
+    ticket, viewer, mark = await start(rig)
+    try:
+        await viewer.frames_after(0, 5)
+        camera.drop_clients(refuse_seconds=0.5)
+        dropped = time.monotonic()
+        await viewer.frames_after(dropped + 0.5, 10, timeout=STALL_SECONDS + 3)
+        assert len(camera.players()) == sessions + 2, "reconnected once, a new RTSP session"
+        assert not rig.fake.of_type("lookin_ended", ticket.session), "the look-in went on"
+        await rig.fake.send(END, session=ticket.session)
+        msg, _ = await ended(rig, ticket, mark)
+        assert msg["reason"] == "ended"
+        await wait_camera_free(camera, RELEASE_BOUND + 0.5)
+    finally:
+        await viewer.close()
+
+
+async def test_refused_credentials_end_at_once(rig: Rig, camera: RtspServer) -> None:
+    camera.users = {USER: "changed-on-the-camera"}
+    try:
+        ticket, viewer, mark = await start(rig)
+        try:
+            started = time.monotonic()
+            msg, at = await ended(rig, ticket, mark)
+            assert (msg["reason"], msg["detail"]) == ("technical-failure",
+                                                      "camera-credentials")
+            assert at - started <= 1.5
+            assert camera.clients[-1].refused_auth >= 1
+            await wait_camera_free(camera, RELEASE_BOUND)
+            assert not viewer.frames
+            beat = await rig.fake.wait_for(
+                lambda r: r.type == "heartbeat"
+                and r.msg["health"]["last_lookin_detail"] == "camera-credentials", 10,
+                after=mark)
+            assert beat.msg["health"]["last_lookin"] == "technical-failure"
+        finally:
+            await viewer.close()
+    finally:
+        camera.users = {USER: PASSWORD}
+
+
+async def test_the_password_goes_nowhere(rig: Rig, camera: RtspServer,
+                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    """After the look-ins above (one ended by a refused password): not in the agent's log,
+    nor in anything it sent the service (heartbeats with health, reports, errors)."""
+    assert len(camera.players()) >= 3, "runs after the look-ins"
+    log = rig.agent.log()
+    assert "127.0.0.1" in log and "***@127.0.0.1" in log, "the source is logged, redacted"
+    assert PASSWORD not in log
+    sent = json.dumps([r.msg for r in rig.fake.received])
+    assert PASSWORD not in sent and USER not in sent
+    holding = await asyncio.to_thread(
+        lambda: [p.name for p in Path(rig.agent.state_dir).rglob("*")
+                 if p.is_file() and PASSWORD.encode() in p.read_bytes()])
+    assert holding == ["agent.toml"], "only the config holds it"
