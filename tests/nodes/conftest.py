@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.conftest import browser  # noqa: F401 (a fixture for these tests)
 from tests.conftest import fresh_pg_database
 from tests.harness import BIN, Service, free_port
 

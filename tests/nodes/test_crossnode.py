@@ -8,7 +8,9 @@ every node hears of every alert at once.
   within a second each;
 - the node holding the link (and leading) is SIGKILLed: the agent redials the other
   address it knows, the survivor takes over the duties, a look-in plays through it, and
-  its patrol socket keeps hearing.
+  its patrol socket keeps hearing;
+- in Chromium: the staff page on node A plays the camera linked to node B, and the patrol
+  page on node B shows the Needs help raised on A within 2 s.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.browser.conftest import login
 from tests.harness import Service, eventually, make_service
 from tests.nodes.conftest import asql, extra_node, stop_all
 from tests.people import Person
@@ -168,5 +171,38 @@ async def test_node_holding_the_link_dies_and_the_other_carries_on(
         assert "Traceback" not in b.log.read_text(), b.log.read_text()[-3000:]
         print(f"agent on the survivor after {redialled:.1f} s; duties held by it "
               f"within {taken:.1f} s of the SIGKILL")
+    finally:
+        stop_all([b, a])
+
+
+def test_chromium_looks_in_through_one_node_and_the_patrol_page_on_the_other_hears(
+        pg_url: str, tmp_path: Path, browser: Any) -> None:
+    """The staff page in Chromium on node A, the camera linked to node B, the patrol page
+    in Chromium on node B: the video plays, Needs help reaches the patrol within 2 s."""
+    a, b = two_nodes(tmp_path, pg_url)
+    try:
+        camera = a.world["cameras"][0]
+        b.enrol(camera)
+        b.start_agent(camera["camera_id"])
+        Person(a.url, "natt").wait_open_checks(1)
+        staff_ctx, patrol_ctx = browser.new_context(), browser.new_context()
+        try:
+            patrol = patrol_ctx.new_page()
+            login(patrol, b.url, "patrull")
+            patrol.wait_for_selector("#link-state.ok")
+            staff = staff_ctx.new_page()
+            login(staff, a.url, "natt")
+            staff.locator("li.check.state-open button.start").first.click()
+            staff.wait_for_function(
+                "() => { const v = document.getElementById('lookin-video');"
+                " return v && v.videoWidth > 0 && v.currentTime > 0.5; }", timeout=15_000)
+            staff.click("button[data-outcome=needs-help]")
+            clicked = time.monotonic()
+            patrol.wait_for_function("name => document.body.innerText.includes(name)",
+                                     arg=camera["recipient"], timeout=2000)
+            assert time.monotonic() - clicked < 2.0
+        finally:
+            staff_ctx.close()
+            patrol_ctx.close()
     finally:
         stop_all([b, a])
