@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncpg
 import httpx
 import websockets
+from sqlalchemy import select
 
 import schedules
 from camera_agent.backoff import backoff
@@ -129,15 +130,12 @@ class Node:
 # --- the world -----------------------------------------------------------------------------
 
 
-async def seed(url: str, agents: int, no_camera: int, offset: int) -> list[tuple[str, Identity]]:
-    """Users, recipients with plans (checks at ``offset`` minutes from now), and enrolled
-    cameras whose keys this process holds."""
+async def seed(url: str, agents: int, no_camera: int) -> list[tuple[str, Identity]]:
+    """Users, recipients (no plans yet), and enrolled cameras whose keys this process
+    holds."""
     engine = make_engine(url)
     try:
         await migrate(engine)
-        now = datetime.now(UTC)
-        data = demo_plan(now, [offset], schedules.DEFAULT_TZ)
-        schedules.parse_plan(data)
         fleet = [(f"cam-{i:05d}", Identity.generate()) for i in range(agents)]
         async with make_sessionmaker(engine)() as db, db.begin():
             for name, role in (("patrull", "patrol"), ("natt", "staff")):
@@ -148,12 +146,26 @@ async def seed(url: str, agents: int, no_camera: int, offset: int) -> list[tuple
                       for i in range(agents + no_camera)]
             db.add_all(people)
             await db.flush()
-            db.add_all(Plan(recipient_id=r.id, version=1, data=data, created_at=now,
-                            created_by="bench") for r in people)
             db.add_all(Camera(id=cid, recipient_id=people[i].id,
                               public_key=ident.public_key_b64) for i, (cid, ident)
                        in enumerate(fleet))
         return fleet
+    finally:
+        await engine.dispose()
+
+
+async def add_plans(url: str, offset: int) -> None:
+    """Every recipient a plan with one check ``offset`` minutes from now (whole minutes):
+    its window opens 15 minutes before, at the same minute for all: the cliff."""
+    engine = make_engine(url)
+    try:
+        now = datetime.now(UTC)
+        data = demo_plan(now, [offset], schedules.DEFAULT_TZ)
+        schedules.parse_plan(data)
+        async with make_sessionmaker(engine)() as db, db.begin():
+            ids = (await db.execute(select(Recipient.id))).scalars().all()
+            db.add_all(Plan(recipient_id=rid, version=1, data=data, created_at=now,
+                            created_by="bench") for rid in ids)
     finally:
         await engine.dispose()
 
@@ -256,15 +268,13 @@ async def main(args: argparse.Namespace) -> None:
     tasks: list[asyncio.Task[Any]] = []
     db: asyncpg.Connection | None = None
     try:
-        # the window opens at the minute `offset - 15` minutes ahead (demo plans open 15 min
-        # before the check), late enough for the fleet to link and the idle phase to pass
-        offset = 15 + args.lead_minutes
-        fleet = await seed(url, args.agents, args.no_camera, offset)
+        fleet = await seed(url, args.agents, args.no_camera)
         db = await asyncpg.connect(raw_url(url))
         env = dict(os.environ, SUPERVISION_DATABASE_URL=url, SUPERVISION_SWEEP_SECONDS="5",
                    SUPERVISION_AGENT_OFFLINE_SECONDS="30",
                    SUPERVISION_MAX_CONNECTIONS=str(args.agents + 1000),
-                   SUPERVISION_ESCALATE_AFTER_MINUTES="60")
+                   SUPERVISION_ESCALATE_AFTER_MINUTES="60",
+                   SUPERVISION_PLANNING_MINUTES="0.1")  # plans added later are planned soon
         for i in range(args.nodes):
             node = Node(root / f"n{i}", env)
             if i:
@@ -312,13 +322,19 @@ async def main(args: argparse.Namespace) -> None:
         print("idle per node: " + ", ".join(f"{c:.1f}% CPU {r:.0f} MB" for c, r
                                              in zip(cpu_pct, rss, strict=True)), flush=True)
 
-        # 2. the cliff
+        # 2. the cliff: plans whose windows all open at the minute after the next (demo
+        # plans open 15 minutes before their check), planned meanwhile by the leader
+        await add_plans(url, 15 + 2)
+
+        async def planned() -> bool:
+            n = await db.fetchval("SELECT count(*) FROM checks WHERE state = 'planned'")
+            return bool(n >= len(agents) + args.no_camera)
+        await wait_for("the night planned", planned, 90, 0.5)
         opens = await db.fetchval("SELECT min(opens_at) FROM checks WHERE state = 'planned'")
         total = await db.fetchval("SELECT count(*) FROM checks WHERE opens_at = $1", opens)
         opens_utc = opens.replace(tzinfo=UTC).timestamp()
         if opens_utc < time.time() + 1:
-            raise SystemExit("the windows opened before the fleet was ready: raise "
-                             "--lead-minutes")
+            raise SystemExit("the windows opened before they were planned")
         print(f"{total} windows open at {opens} (in {opens_utc - time.time():.0f} s)",
               flush=True)
         first_seen: dict[int, float] = {}
@@ -429,6 +445,4 @@ if __name__ == "__main__":
     parser.add_argument("--no-camera", type=int, default=50)
     parser.add_argument("--heartbeat", type=float, default=15.0)
     parser.add_argument("--idle", type=float, default=30.0)
-    parser.add_argument("--lead-minutes", type=int, default=3,
-                        help="the cliff is this many minutes ahead (fleet linking + idle)")
     asyncio.run(main(parser.parse_args()))

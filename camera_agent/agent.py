@@ -26,6 +26,7 @@ from camera_agent.protocol import (
     ANSWER,
     CAMERA,
     END,
+    END_DETAILS,
     HEARTBEAT,
     LOOKIN,
     LOOKIN_ENDED,
@@ -89,8 +90,9 @@ class Agent:
     def _send_heartbeat(self) -> None:
         active = self.lookin is not None and self.lookin.active
         path = self.lookin.video_path if self.lookin is not None else planned(self.config)
-        self.link.send(HEARTBEAT, durable=False, health=health(
-            self.config.source, self.last_result, self.plans.version, active, path))
+        self.link.send(HEARTBEAT, durable=False, sent_at=time.time(), health=health(
+            self.config.source, self.last_result, self.plans.version, active, path,
+            self.link.clock_offset))
 
     def _refused_by_service(self, revoked: bool) -> None:
         """Nobody can end a look-in of a camera the service no longer accepts: end it here."""
@@ -141,7 +143,9 @@ class Agent:
             await self._lookin(msg)
         elif kind == END:
             if self.lookin is not None and msg.get("session") == self.lookin.ticket.session:
-                await self.lookin.stop(Reason("ended"))
+                detail = msg.get("detail")  # why the service ends it, a code it may give
+                await self.lookin.stop(Reason("ended", detail if detail in END_DETAILS
+                                              else ""))
         elif kind == PLAN:
             self._plan(msg)
 

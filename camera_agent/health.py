@@ -14,6 +14,7 @@ from typing import Any
 
 from camera_agent import __version__
 from camera_agent.capture import describe_source
+from camera_agent.protocol import CLOCK_TOLERANCE_SECONDS
 from camera_agent.video_path import VideoPath
 from schedules.reason import Reason
 
@@ -43,11 +44,15 @@ def free_memory_mb() -> int | None:
 
 
 def health(source: str, last_result: Reason | None, plan_version: int | None = None,
-           lookin_active: bool = False, video_path: VideoPath | None = None) -> dict[str, Any]:
+           lookin_active: bool = False, video_path: VideoPath | None = None,
+           clock_offset: float | None = None) -> dict[str, Any]:
     """``last_lookin`` is how the last look-in ended, a code (None before the first), and
     ``last_lookin_detail`` the words with it (e.g. open-failed after technical-failure).
     ``video_path`` is "passthrough" or "encode" (the last look-in's, else what the
-    configuration allows) and ``video_path_reason`` why, as a code."""
+    configuration allows) and ``video_path_reason`` why, as a code.
+    ``clock_offset_seconds``: the service's clock minus this device's, as the link last
+    measured it (tickets are refused past ``gate.SKEW``); None before the first measure;
+    ``clock_off`` when it is past ``CLOCK_TOLERANCE_SECONDS``, which admins are shown."""
     return {
         "video_path": video_path.path if video_path is not None else None,
         "video_path_reason": video_path.reason if video_path is not None else None,
@@ -60,4 +65,6 @@ def health(source: str, last_result: Reason | None, plan_version: int | None = N
         "lookin_active": lookin_active,
         "uptime_seconds": round(time.monotonic() - _STARTED),
         "pid": os.getpid(),
+        "clock_offset_seconds": round(clock_offset, 3) if clock_offset is not None else None,
+        "clock_off": clock_offset is not None and abs(clock_offset) > CLOCK_TOLERANCE_SECONDS,
     }

@@ -17,6 +17,7 @@ import asyncio
 import collections
 import enum
 import logging
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -34,6 +35,7 @@ from camera_agent.protocol import (
     CHALLENGE,
     CLOSE_AUTH_FAILED,
     CLOSE_REVOKED,
+    HEARTBEAT_ACK,
     MAX_MESSAGE_BYTES,
     SERVICE_TYPES,
     WELCOME,
@@ -54,6 +56,8 @@ OUTBOX_LIMIT = 500
 STABLE_SECONDS = 10.0
 #: The first reconnect waits up to this long; each failure in a row doubles it, up to the cap.
 BACKOFF_BASE_SECONDS = 0.5
+#: A time exchange whose round trip took longer than this says little about the clock.
+CLOCK_ROUND_TRIP_SECONDS = 5.0
 
 
 class State(enum.Enum):
@@ -78,6 +82,9 @@ class Link:
         #: called when the service refuses this camera (argument: revoked, not just unknown)
         self.on_refused: Callable[[bool], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: the service's clock minus this device's, seconds, from the latest exchange (the
+        #: welcome, then each heartbeat's answer); None before the first
+        self.clock_offset: float | None = None
 
     def _set_state(self, state: State) -> None:
         if state is not self._state:
@@ -148,6 +155,10 @@ class Link:
                         except Refusal as exc:
                             log.warning("garbled message from service ignored: %s", exc)
                             continue
+                        if msg["type"] == HEARTBEAT_ACK:  # the link's own business
+                            self._clock(msg.get("server_time"), msg.get("sent_at"),
+                                        time.time())
+                            continue
                         self._spawn(self._handle(msg))
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
@@ -195,8 +206,20 @@ class Link:
             raise Refusal("garbled", "expected a challenge")
         nonce = require_str(challenge, "nonce", 128)
         signature = self.identity.sign(link_challenge_message(self.config.camera_id, nonce))
+        sent = time.time()
         await ws.send(encode_message(AUTH, camera=self.config.camera_id, signature=signature,
                                      version=self._version))
         welcome = decode_message(await asyncio.wait_for(ws.recv(), 10), SERVICE_TYPES)
         if welcome["type"] != WELCOME:
             raise Refusal("garbled", "expected welcome")
+        self._clock(welcome.get("server_time"), sent, time.time())
+
+    def _clock(self, server_time: object, sent: object, received: float) -> None:
+        """The offset from one exchange, as NTP does it: the service read its clock about
+        halfway between our sending and our receiving (error at most half the round trip)."""
+        if not (isinstance(server_time, float) and isinstance(sent, float)
+                and math.isfinite(server_time) and math.isfinite(sent)):
+            return  # a service that does not tell the time, or a garbled answer
+        if not 0 <= received - sent <= CLOCK_ROUND_TRIP_SECONDS:
+            return
+        self.clock_offset = server_time - (sent + received) / 2

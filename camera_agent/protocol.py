@@ -44,12 +44,23 @@ WELCOME: Final = "welcome"
 LOOKIN: Final = "lookin"
 END: Final = "end"
 PLAN: Final = "plan"
+#: {server_time, sent_at}: the answer to each heartbeat (which carries ``sent_at``, the
+#: agent's clock when it left), so the agent measures its clock against the service's
+HEARTBEAT_ACK: Final = "heartbeat_ack"
 
 AGENT_TYPES: Final = frozenset({AUTH, HEARTBEAT, ANSWER, REFUSED, CAMERA, LOOKIN_ENDED,
                                 PLAN_ACK})
 #: Refusal reasons of a plan (``refused`` with no session, and the plan's ``version``).
 PLAN_REFUSALS: Final = frozenset({"plan-invalid", "plan-bad-signature"})
-SERVICE_TYPES: Final = frozenset({CHALLENGE, WELCOME, LOOKIN, END, PLAN})
+SERVICE_TYPES: Final = frozenset({CHALLENGE, WELCOME, LOOKIN, END, PLAN, HEARTBEAT_ACK})
+#: why the service ends a look-in (``end {session, detail}``): its process is stopping
+END_SERVICE_STOPPING: Final = "service-stopping"
+END_DETAILS: Final = frozenset({END_SERVICE_STOPPING})
+
+#: A device whose clock is off the service's by more than this (``clock_offset_seconds`` in
+#: its heartbeat's health) is flagged to admins and in metrics. Half the gate's tolerance
+#: (``camera_agent.gate.SKEW``), so the warning comes while tickets are still accepted.
+CLOCK_TOLERANCE_SECONDS: Final = 1.0
 
 # WebSocket close codes (4000-4999 are the application's own)
 CLOSE_GARBLED: Final = 4400

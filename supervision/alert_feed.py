@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from supervision import push
 from supervision.alerts import active_alerts, alert_json
 from supervision.models import Alert, Check, Recipient
 from supervision.runtime import Runtime
@@ -28,7 +29,9 @@ log = logging.getLogger("supervision.alert_feed")
 
 async def announce(rt: Runtime, db: AsyncSession, alert_id: int, *,
                    escalation: bool = False) -> None:
-    """Tell the other nodes, inside ``db``'s transaction, that this alert changed."""
+    """Tell the other nodes, inside ``db``'s transaction, that this alert changed, and
+    write the pushes to the phones it calls for (``push.enqueue``) in that transaction."""
+    await push.enqueue(db, alert_id, escalation=escalation)
     if escalation:
         await rt.nodes.tell(db, "alert", id=alert_id, escalation=True)
     else:
@@ -54,6 +57,7 @@ class RemoteAlerts:
         alert_id = msg.get("id")
         if isinstance(alert_id, int) and not isinstance(alert_id, bool):
             self._queue.put_nowait((alert_id, msg.get("escalation") is True))
+            push.wake()  # its pushes are in the outbox: the sender, if here, looks now
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="remote-alerts")

@@ -9,7 +9,7 @@ after the commit.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, select, update
@@ -19,6 +19,9 @@ from supervision import audit, webhook
 from supervision.alert_states import ACTIVE, AlertState, sends_patrol
 from supervision.checks import AlertEffect
 from supervision.models import Alert, Check, Recipient
+
+#: how far back the patrol's "tonight" list reaches: longer than any night shift
+TONIGHT = timedelta(hours=14)
 
 
 async def raise_alert(db: AsyncSession, check: Check, effect: AlertEffect, actor: str, *,
@@ -97,10 +100,26 @@ def alert_json(alert: Alert, recipient: Recipient, check: Check | None, *,
         "staff_note": check.note if check is not None else None,
         "raised_by": check.actor if check is not None else None,
     }
-    # a door code travels only with an alert that sends someone, and only while it does
+    # a door code, the contact people and the care notes travel only with an alert that
+    # sends someone, and only while it does: never once it is resolved
     if with_access and alert.state in ACTIVE and sends_patrol(alert.reason):
         data["access_info"] = recipient.access_info
+        data["contacts"] = [{k: str(c.get(k) or "") for k in ("name", "relation", "phone")}
+                            for c in recipient.contacts or [] if isinstance(c, dict)]
+        data["care_notes"] = recipient.care_notes or ""
     return data
+
+
+async def tonight(db: AsyncSession, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The alerts resolved in the last ``TONIGHT`` (a patrol taking over a shift reads what
+    happened), newest first, without access information, contacts or care notes."""
+    since = (now or datetime.now(UTC)) - TONIGHT
+    rows = (await db.execute(
+        select(Alert, Recipient, Check).join(Recipient, Recipient.id == Alert.recipient_id)
+        .outerjoin(Check, Check.id == Alert.check_id)
+        .where(Alert.state == AlertState.RESOLVED.value, Alert.updated_at >= since)
+        .order_by(Alert.updated_at.desc()).limit(200))).all()
+    return [alert_json(a, r, c, with_access=False) for a, r, c in rows]
 
 
 async def active_alerts(db: AsyncSession) -> list[dict[str, Any]]:
@@ -119,3 +138,15 @@ async def unacknowledged(db: AsyncSession) -> list[dict[str, Any]]:
         .outerjoin(Check, Check.id == Alert.check_id)
         .where(Alert.state == AlertState.NEW.value))).all()
     return [alert_json(a, r, c, with_access=True) for a, r, c in rows]
+
+
+async def patrol_notes(db: AsyncSession, recipient_id: int, limit: int = 20
+                       ) -> list[dict[str, Any]]:
+    """The patrol's notes on a recipient's resolved alerts, newest first (the care
+    manager's page): when, who, why, what was done."""
+    rows = (await db.execute(
+        select(Alert).where(Alert.recipient_id == recipient_id,
+                            Alert.state == AlertState.RESOLVED.value, Alert.note.is_not(None))
+        .order_by(Alert.updated_at.desc()).limit(limit))).scalars().all()
+    return [{"id": a.id, "at": a.updated_at, "by": a.acknowledged_by or "",
+             "reason": a.reason, "note": a.note} for a in rows]

@@ -9,22 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 
 import schedules
-from supervision import audit_anchor, identity, lookins
+from supervision import audit_anchor, identity, lookins, metrics, readiness, vapid
 from supervision.alert_feed import RemoteAlerts
 from supervision.api import admin, agents, manage, patrol, staff
 from supervision.api import audit as audit_api
 from supervision.auth import ROLES
 from supervision.config import Settings, get_settings
 from supervision.context import Who, require
-from supervision.db import Database, migrate
+from supervision.db import Database, settle_schema
 from supervision.errors import BadInput, ServiceError
 from supervision.http_guard import BodyLimit, Failures, SecurityHeaders, StrictJson
 from supervision.i18n import Translator, pick_locale
+from supervision.logs import AccessLog
 from supervision.runtime import Runtime
 from supervision.scheduler import NightScheduler
 from supervision.web import admin_pages, audit_pages, manage_pages, pages
@@ -40,8 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database.open(settings.database_url, pool_size=settings.database_pool_size,
                                  max_overflow=settings.database_max_overflow)
         try:
-            await migrate(database.engine)  # under a lock: nodes may start together
-            await identity.settle(database, settings)  # the service's one key, or refuse
+            # an empty database is migrated (under a lock: nodes may start together); an
+            # older one only with auto_migrate, else `supervision migrate` is the step
+            await settle_schema(database.engine, auto_migrate=settings.auto_migrate)
+            key = await identity.settle(database, settings)  # the service's one key, or refuse
+            await vapid.settle(database, settings, key)  # and its one VAPID key (Web Push)
         except BaseException:
             await database.engine.dispose()
             raise
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        default_locale=settings.default_locale)
     app.add_middleware(Failures, default_locale=settings.default_locale)
     app.add_middleware(SecurityHeaders, https=settings.cookies_secure)
+    app.add_middleware(AccessLog)  # outermost: every answer, with its final status
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -116,7 +121,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """The process lives and answers (a liveness probe: restart me if not)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready for traffic: database, schema, shared duties (supervision/readiness.py)."""
+        rt: Runtime = request.app.state.runtime
+        failing = await readiness.not_ready(rt.database, request.app.state.night.leading)
+        return JSONResponse({"status": "not ready", "failing": failing} if failing
+                            else {"status": "ready"}, status_code=503 if failing else 200)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        """Prometheus, with the configured bearer token; no token configured: no metrics."""
+        token = settings.metrics_token.get_secret_value()
+        if not token:
+            return Response(status_code=404)
+        if not metrics.allowed(token, request.headers.get("authorization")):
+            return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return Response(await metrics.render(request.app.state.runtime),
+                        media_type=metrics.CONTENT_TYPE)
 
     app.include_router(pages.router)
     app.include_router(manage_pages.router)

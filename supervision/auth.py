@@ -41,6 +41,24 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def login_keys(username: str, address: str) -> tuple[str, str, str]:
+    """What failures are counted by: the address, the address with the user, the user."""
+    user = username.lower()
+    return f"a {address}", f"p {address} {user}", f"u {user}"
+
+
+def judge(by_address: int, by_pair: int, by_user: int, per_minute: int,
+          delay: float) -> float | None:
+    """``RateLimiter``'s rule on the failures of the last minute: None refuses the attempt,
+    else the seconds to wait before its password is checked."""
+    if by_address >= 5 * per_minute or by_pair >= per_minute:
+        return None
+    under_attack = by_user >= per_minute
+    if under_attack and by_pair:
+        return None
+    return delay if under_attack else 0.0
+
+
 class RateLimiter:
     """Failed logins in a sliding minute, in memory, such that guessing stays slow and
     nobody can lock a person out of their own account by failing in their name.
@@ -82,30 +100,22 @@ class RateLimiter:
         """None: refuse this attempt. Else the seconds to wait before checking it."""
         now = self._clock()
         self._prune(now)
-        keys = self._keys(username, address)
+        keys = login_keys(username, address)
         by_address, by_pair, by_user = (self._count(key, now) for key in keys)
-        if by_address >= 5 * self.per_minute or by_pair >= self.per_minute:
-            return None
-        under_attack = by_user >= self.per_minute
-        if under_attack and by_pair:
-            return None
-        for key in keys:
-            self._fails.setdefault(key, deque()).append(now)
-        return self.delay if under_attack else 0.0
+        wait = judge(by_address, by_pair, by_user, self.per_minute, self.delay)
+        if wait is not None:
+            for key in keys:
+                self._fails.setdefault(key, deque()).append(now)
+        return wait
 
     def succeeded(self, username: str, address: str) -> None:
         """The attempt let through last was right: it was no failure."""
-        by_address, by_pair, by_user = self._keys(username, address)
+        by_address, by_pair, by_user = login_keys(username, address)
         for key in (by_address, by_user):
             hits = self._fails.get(key)
             if hits:
                 hits.pop()
         self._fails.pop(by_pair, None)
-
-    @staticmethod
-    def _keys(username: str, address: str) -> tuple[str, str, str]:
-        user = username.lower()
-        return f"a {address}", f"p {address} {user}", f"u {user}"
 
     def _count(self, key: str, now: float) -> int:
         hits = self._fails.get(key)

@@ -106,6 +106,24 @@ async def move(db: AsyncSession, check_id: int, expected: State, step: Transitio
     return _one(result)
 
 
+async def move_many(db: AsyncSession, check_ids: list[int], expected: State, step: Transition,
+                    *, now: datetime, actor: str) -> list[int]:
+    """``move`` for many checks taking the same step (the sweep opening a window for
+    thousands): one guarded statement per thousand; the ids whose writer this was."""
+    values: dict[str, Any] = {"state": step.state.value, "reason": step.reason,
+                              "reason_detail": None}
+    if step.state in ENDED:
+        values |= {"ended_at": now, "actor": actor}
+    won: list[int] = []
+    for start in range(0, len(check_ids), 1000):
+        chunk = check_ids[start:start + 1000]
+        result = await db.execute(
+            update(Check).where(Check.id.in_(chunk), Check.state == expected.value)
+            .values(**values).returning(Check.id).execution_options(synchronize_session=False))
+        won += sorted(result.scalars())
+    return won
+
+
 def _one(result: Any) -> bool:
     assert isinstance(result, CursorResult)
     return result.rowcount == 1

@@ -2,6 +2,7 @@
 
     planned -> open -> done | follow-up | dispatched | missed
     planned -> skipped (paused, skip-night, no consent) | dispatched (agent offline)
+    planned | open -> skipped (ended early: recipient archived, consent withdrawn)
 
 A transition returns the new state, the reason, and the effects the caller must persist
 in the same transaction (a follow-up check, a dispatch alert).
@@ -67,6 +68,14 @@ def open_window(state: State) -> Transition:
 def skip(state: State, reason: str) -> Transition:
     if state is not State.PLANNED:
         raise TransitionError(f"cannot skip a check that is {state}")
+    return Transition(State.SKIPPED, reason)
+
+
+def end_early(state: State, reason: str) -> Transition:
+    """A planned or open check that must not happen any more (its recipient archived, or
+    consent withdrawn): skipped with the reason and no alert, since nobody is to be seen."""
+    if state not in (State.PLANNED, State.OPEN):
+        raise TransitionError(f"cannot end a check that is {state}")
     return Transition(State.SKIPPED, reason)
 
 

@@ -1,4 +1,5 @@
-"""supervision serve | migrate | seed-demo | demo | user add | audit verify/checkpoint/export."""
+"""supervision serve | migrate | backup | restore | seed-demo | demo | user add |
+audit verify/checkpoint/export."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import os
 import shutil
 import signal
@@ -19,20 +19,43 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from supervision.config import Settings, get_settings
-from supervision.db import Database, migrate
+from supervision import logs, passwords
+from supervision.config import EXIT_CONFIG, Settings, describe, get_settings
+from supervision.db import Database, SchemaRefused, migrate, schema, settle_schema
+
+#: the exit status of a process refused the database's schema (sysexits' EX_DATAERR): a
+#: unit does not restart it in a loop (RestartPreventExitStatus), an operator acts
+EXIT_SCHEMA = 65
 
 
 def _serve(settings: Settings) -> None:
     import uvicorn
 
+    from supervision import drain
     from supervision.app import create_app
-    from supervision.http_server import guarded_protocol
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info", ws_max_size=settings.ws_max_message_bytes * 2,
+    from supervision.http_server import DrainingServer, guarded_protocol
+
+    async def settle() -> None:  # an empty database is migrated, an unknown one refused
+        database = Database.open(settings.database_url)
+        try:
+            await settle_schema(database.engine, auto_migrate=settings.auto_migrate)
+        finally:
+            await database.engine.dispose()
+    asyncio.run(settle())
+    app = create_app(settings)
+
+    async def before_close() -> None:  # SIGTERM: look-ins in progress end first
+        if getattr(app.state, "runtime", None) is not None:
+            await drain.end_lookins(app.state.runtime)
+
+    config = uvicorn.Config(
+                app, host=settings.host, port=settings.port, log_level="info",
+                log_config=None,  # logs.configure set the handlers
+                ws_max_size=settings.ws_max_message_bytes * 2,
                 # alerts are small; compressing each one once per patrol socket cost more
                 # CPU than anything else in the fan-out (bench/alert_latency.py)
                 access_log=False, ws_per_message_deflate=False,
@@ -46,16 +69,18 @@ def _serve(settings: Settings) -> None:
                 # default believes 127.0.0.1, so anyone on the host could name an address)
                 proxy_headers=bool(settings.trusted_proxies),
                 forwarded_allow_ips=list(settings.trusted_proxies), server_header=False)
+    DrainingServer(config, before_close).run()
 
 
 T = TypeVar("T")
 
 
 async def _with_db(settings: Settings, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``fn`` in one transaction on a migrated database."""
+    """Run ``fn`` in one transaction on a database whose schema this code runs on
+    (``settle_schema``: an empty one is migrated first)."""
     database = Database.open(settings.database_url)
     try:
-        await migrate(database.engine)
+        await settle_schema(database.engine, auto_migrate=settings.auto_migrate)
         async with database.write() as db:
             return await fn(db)
     finally:
@@ -67,8 +92,24 @@ def seed_demo(settings: Settings) -> dict[str, Any]:
     return asyncio.run(_with_db(settings, seed))
 
 
-async def _nothing(db: AsyncSession) -> None:
-    """``migrate``: opening the database migrates it; nothing else to do."""
+async def _migrate(settings: Settings) -> int:
+    """``supervision migrate``: the upgrade step, run once from one node (under the
+    migration lock on PostgreSQL, so a second run waits and then finds nothing to do).
+    A schema this code does not know is left alone."""
+    database = Database.open(settings.database_url)
+    try:
+        found = await schema(database.engine)
+        problem = found.refusal(migrating=True)
+        if problem:
+            print(f"supervision migrate: refused: {problem}", file=sys.stderr)
+            return EXIT_SCHEMA
+        await migrate(database.engine)
+    finally:
+        await database.engine.dispose()
+    was = {"empty": "an empty database", "current": "it already"}.get(
+        found.state, f"revision {found.revision}")
+    print(f"schema at {found.head} (was {was})")
+    return 0
 
 
 def _wait_ready(url: str, timeout: float = 30) -> None:
@@ -126,6 +167,18 @@ def run_demo(settings: Settings, fresh: bool) -> int:
     return 0
 
 
+#: the password rules' refusal codes (``supervision.passwords``), in the command's words
+PASSWORD_RULES = {
+    "too-short": f"at least {passwords.MIN_LENGTH} characters (a few words make a good one)",
+    "too-long": f"at most {passwords.MAX_LENGTH} characters",
+    "control": "no control characters",
+    "common": "too common or too easy to guess (a known breached password, a run or a "
+              "repeat)",
+    "personal": "little but the person's own name or username",
+    "context": "little but the service's name or the word password",
+}
+
+
 async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
     from supervision import audit
     from supervision.auth import ROLES, hash_password
@@ -133,8 +186,10 @@ async def _user_add(settings: Settings, args: argparse.Namespace) -> None:
     if args.role not in ROLES:
         raise SystemExit(f"role must be one of {', '.join(ROLES)}")
     password = args.password or getpass.getpass(f"password for {args.username}: ")
-    if len(password) < 8 and not args.allow_short:
-        raise SystemExit("password must have at least 8 characters")
+    refused = passwords.problems(password, username=args.username, name=args.name or "")
+    if refused and not args.allow_short:
+        raise SystemExit("password refused: " + "; ".join(PASSWORD_RULES.get(c, c)
+                                                  for c in refused))
 
     async def add(db: AsyncSession) -> None:
         if (await db.execute(select(User).where(User.username == args.username))).scalar():
@@ -188,7 +243,7 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
         async def anchor() -> audit_anchor.Checkpoint | None:
             database = Database.open(settings.database_url)
             try:
-                await migrate(database.engine)
+                await settle_schema(database.engine, auto_migrate=settings.auto_migrate)
                 return await audit_anchor.write_checkpoint(database, settings, "manual")
             finally:
                 await database.engine.dispose()
@@ -261,7 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    sub.add_parser("migrate")
+    sub.add_parser("migrate", help="bring the schema to this release's (the upgrade step)")
+    backup = sub.add_parser("backup", help="the database, the server key and the settings, "
+                                           "bound by a manifest")
+    backup.add_argument("target", type=Path,
+                        help="a new or empty directory, or a file name ending in .tar")
+    restore = sub.add_parser("restore", help="a backup into this configuration's database "
+                                             "and data directory")
+    restore.add_argument("source", type=Path, help="the backup directory or .tar file")
+    restore.add_argument("--force", action="store_true",
+                         help="replace a database that is not empty and a server key "
+                              "file that differs (the old key is kept beside it)")
     seed = sub.add_parser("seed-demo")
     seed.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo")
@@ -299,9 +364,21 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--from", dest="from_")
     export.add_argument("--to")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # refused before anything starts: say what and where
+        for line in describe(exc):
+            print(f"supervision: configuration refused: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    logs.configure(settings.log_format)
+    try:
+        return _command(settings, args)
+    except SchemaRefused as exc:
+        print(f"supervision {args.command}: refused: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA
+
+
+def _command(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "serve":
         if args.host:
             settings.host = args.host
@@ -309,7 +386,18 @@ def main(argv: list[str] | None = None) -> int:
             settings.port = args.port
         _serve(settings)
     elif args.command == "migrate":
-        asyncio.run(_with_db(settings, _nothing))
+        return asyncio.run(_migrate(settings))
+    elif args.command in ("backup", "restore"):
+        from supervision.backup import BackupRefused, make, restore
+        try:
+            if args.command == "backup":
+                print(make(settings, args.target))
+            else:
+                for line in restore(settings, args.source, force=args.force):
+                    print(line)
+        except BackupRefused as exc:
+            print(f"supervision {args.command}: refused: {exc}", file=sys.stderr)
+            return 1
     elif args.command == "seed-demo":
         world = seed_demo(settings)
         print(json.dumps(world) if args.json else world)

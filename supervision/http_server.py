@@ -14,8 +14,12 @@ uvicorn's httptools protocol with those bounds added; ``cli._serve`` hands it to
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -143,3 +147,21 @@ def guarded_protocol(header_timeout: float, max_header_bytes: int,
         {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes,
          "send_timeout": send_timeout})
     return bounded
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server that, asked to stop (SIGTERM, Ctrl-C), first runs ``before_close``
+    while every connection is still open (supervision/drain.py ends the look-ins on this
+    node's camera links), then shuts down as uvicorn does."""
+
+    def __init__(self, config: uvicorn.Config,
+                 before_close: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(config)
+        self._before_close = before_close
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await self._before_close()
+        except Exception:  # stopping must not fail on it
+            logging.getLogger("supervision").exception("draining before shutdown failed")
+        await super().shutdown(sockets)

@@ -139,6 +139,8 @@ class Visit(Base):
     """One look-in: who looked, at which camera, when, how long, with what outcome."""
 
     __tablename__ = "visits"
+    #: a check's first look-in, read from the index alone (supervision/reports.py)
+    __table_args__ = (Index("ix_visits_check_requested", "check_id", "requested_at"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the session id
     check_id: Mapped[int] = mapped_column(ForeignKey("checks.id"), index=True)
     camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id"))
@@ -275,3 +277,63 @@ class ConsentRecord(Base):
     recorded_by: Mapped[str] = mapped_column(String(64))
     withdrawn_at: Mapped[datetime | None] = mapped_column(nullable=True)
     withdrawn_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class PushIdentity(Base):
+    """The service's VAPID key (Web Push, RFC 8292), made at its first start: the public
+    half, which every browser subscription is bound to, and the private half sealed with a
+    key only the server key can derive, so a node with the service's key takes it from here
+    (supervision/vapid.py refuses a node whose own VAPID file holds another)."""
+
+    __tablename__ = "push_identity"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # always 1
+    public_key: Mapped[str] = mapped_column(String(100))  # base64url, uncompressed P-256
+    sealed_private: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class PushSubscription(Base):
+    """A browser's Web Push subscription (one per device and user): where the push service
+    takes messages for it, and the keys they are encrypted to (supervision/push.py)."""
+
+    __tablename__ = "push_subscriptions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    endpoint_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of endpoint
+    endpoint: Mapped[str] = mapped_column(Text)
+    p256dh: Mapped[str] = mapped_column(String(128))
+    auth: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime]
+    last_ok_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class PushDelivery(Base):
+    """Outbox of pushes: one row per (alert event, subscription), written in the transaction
+    of the alert change, sent at least once by the leader (supervision/push.py)."""
+
+    __tablename__ = "push_deliveries"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("push_subscriptions.id"),
+                                                 index=True)
+    event: Mapped[str] = mapped_column(String(16))  # raised | escalated | repeat | settled
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # None once delivered, dropped or given up: the sender's work list
+    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+    # a sender that took the row: no other sends it before this passes
+    claimed_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(256), nullable=True)
+
+
+class LoginFailure(Base):
+    """One failed (or not yet judged) login of the last minute, by one of its keys: the
+    address, the address with the user, the user (supervision/login_limits.py)."""
+
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)

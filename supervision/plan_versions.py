@@ -154,7 +154,7 @@ async def save(rt: Runtime, rid: int, data: object, base_version: int | None,
     plan = validate(data, now)
     async with rt.write() as db:
         await plans.lock(db)  # concurrent saves get consecutive versions
-        await recipients.exists(db, rid)
+        await recipients.live(db, rid)  # an archived recipient's plan is history
         newest = await plans.newest_plan(db, rid)
         version = newest[0].version if newest else 0
         if base_version is not None and base_version != version:

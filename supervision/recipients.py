@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import schedules
 from supervision import audit, cameras, check_rows, checks, plans
 from supervision.cameras import CameraStatus
-from supervision.checks import State, Transition
+from supervision.checks import State
 from supervision.errors import ServiceError
 from supervision.models import Camera, Check, Recipient
 from supervision.runtime import Runtime
@@ -193,7 +193,8 @@ class RecipientUpdate(BaseModel):
 SECRET_FIELDS = frozenset({"access_info"})
 
 
-async def _live(db: AsyncSession, rid: int) -> Recipient:
+async def live(db: AsyncSession, rid: int) -> Recipient:
+    """The recipient, if they may still be changed: 404 unknown, 409 archived."""
     recipient = await db.get(Recipient, rid)
     if recipient is None:
         raise ServiceError(404, "manage.error.no_recipient")
@@ -206,7 +207,7 @@ async def update(rt: Runtime, rid: int, body: RecipientUpdate, actor: str) -> Re
     """Change what was given; one audit entry with each field's old and new value (access
     information only as changed, without either value)."""
     async with rt.write() as db:
-        recipient = await _live(db, rid)
+        recipient = await live(db, rid)
         changes: dict[str, Any] = {}
         for name, value in body.model_dump(exclude_none=True).items():
             old = getattr(recipient, name)
@@ -222,16 +223,6 @@ async def update(rt: Runtime, rid: int, body: RecipientUpdate, actor: str) -> Re
         return await detail(rt, db, rid)
 
 
-def end_early(state: State, reason: str) -> Transition:
-    """A planned or open check that must not happen any more (its recipient archived, or
-    consent withdrawn): skipped with the reason, no alert. (Belongs in ``checks``.)"""
-    if state is State.PLANNED:
-        return checks.skip(state, reason)
-    if state is not State.OPEN:
-        raise checks.TransitionError(f"cannot end a check that is {state}")
-    return Transition(State.SKIPPED, reason)
-
-
 async def end_checks(db: AsyncSession, rid: int, reason: str, actor: str, now: datetime,
                      detail: str | None = None, started_by: datetime | None = None) -> int:
     """End the recipient's planned and open checks (with ``started_by``: only those whose
@@ -244,7 +235,7 @@ async def end_checks(db: AsyncSession, rid: int, reason: str, actor: str, now: d
     rows = (await db.execute(query)).all()
     ended = 0
     for check_id, state in rows:
-        step = end_early(State(state), reason)
+        step = checks.end_early(State(state), reason)
         ended += await check_rows.move(db, check_id, State(state), step, now=now, actor=actor,
                                        reason_detail=detail)
     return ended
@@ -254,7 +245,7 @@ async def archive(rt: Runtime, rid: int, actor: str) -> RecipientDetail:
     """Off every working list, checks ended, cameras revoked; history kept."""
     now = datetime.now(UTC)
     async with rt.write() as db:
-        recipient = await _live(db, rid)
+        recipient = await live(db, rid)
         recipient.archived_at = now
         ended = await end_checks(db, rid, "archived", actor, now)
         cams = list((await db.execute(select(Camera.id).where(

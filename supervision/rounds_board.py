@@ -33,6 +33,8 @@ class CheckOut(BaseModel):
     camera_online: bool
     max_lookin_seconds: int
     alert: str | None = None
+    alert_note: str | None = Field(default=None, description="the patrol's note on the "
+                                   "alert (what was done at the door)")
     timezone: str = Field(description="the zone of the recipient's plan for the check's "
                           "night (IANA name): its times are shown on that wall clock")
 
@@ -58,8 +60,10 @@ async def board(rt: Runtime) -> Rounds:
         cams = (await db.execute(select(Camera.recipient_id, Camera.id)
                                  .where(Camera.revoked.is_(False)))).all()
         shown = [c.id for c, _ in rows]
-        alerts = dict((await db.execute(select(Alert.check_id, Alert.state)
-                                        .where(Alert.check_id.in_(shown)))).all())
+        alert_rows = (await db.execute(select(Alert.check_id, Alert.state, Alert.note)
+                                       .where(Alert.check_id.in_(shown)))).all()
+        alerts = {check_id: state for check_id, state, _ in alert_rows}
+        alert_notes = {check_id: note for check_id, _, note in alert_rows}
         escalations = (await db.execute(select(func.count(Alert.id)).where(
             Alert.escalated_at.is_not(None), Alert.state == "new"))).scalar_one()
         zones = await _zones(db, {(c.recipient_id, c.night) for c, _ in rows})
@@ -71,6 +75,7 @@ async def board(rt: Runtime) -> Rounds:
                     reason_detail=c.reason_detail,
                     follow_ups=c.follow_ups, camera_online=online.get(r.id, False),
                     max_lookin_seconds=c.max_lookin_seconds, alert=alerts.get(c.id),
+                    alert_note=alert_notes.get(c.id),
                     timezone=zones.get((r.id, c.night), schedules.DEFAULT_TZ))
            for c, r in rows if c.state not in ENDED or c.ended_at is None
            or c.ended_at >= now - KEPT]

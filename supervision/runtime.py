@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from supervision.auth import RateLimiter
 from supervision.config import Settings
 from supervision.db import Database
+from supervision.login_limits import LoginLimits
 from supervision.nodes import Nodes, new_node_id
 from supervision.patrol import PatrolFanout
 from supervision.presence import Presence
@@ -27,7 +27,8 @@ class Runtime:
     key: ServerKey
     links: AgentLinks
     patrol: PatrolFanout
-    logins: RateLimiter
+    #: failed logins, counted across every node
+    logins: LoginLimits
     nodes: Nodes
     presence: Presence
     #: reaches a camera's link on whichever node holds it (``links`` is this node's only)
@@ -50,7 +51,7 @@ class Runtime:
         patrol = PatrolFanout()
         rt = cls(settings=settings, database=database,
                  key=ServerKey.load_or_create(settings.key_file), links=links,
-                 patrol=patrol, logins=RateLimiter(settings.login_attempts_per_minute),
+                 patrol=patrol, logins=LoginLimits(database, settings.login_attempts_per_minute),
                  nodes=nodes, presence=presence, relay=Relay(links, presence, nodes))
         nodes.on("end", rt._end_here)
         return rt

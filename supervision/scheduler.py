@@ -16,6 +16,10 @@ runs it). Job by job:
   It cannot be left to the row guards: two nodes would both read a row as due and both
   POST it, so the receiver would get every delivery twice and a failing one would use up
   its retry budget twice as fast. Leadership is what prevents that.
+- ``push`` and ``push-repeat`` (shared): send the Web Push outbox to the phones (each run
+  keeps sending as alerts change, woken at once, until the next), and push unacknowledged
+  alerts again every ``push_repeat_seconds``; like the webhook, two senders would both
+  send a due row (see supervision/push.py).
 - ``push-plans`` (shared): sends a plan version whose first night began to its camera,
   through whichever node holds the camera's link (``relay``).
 - ``redeliver`` (per node): re-sends unacknowledged alerts to this node's patrol sockets:
@@ -40,7 +44,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from supervision import audit_anchor, planning, webhook
+from supervision import audit_anchor, planning, push, webhook
 from supervision.auth import live_sessions
 from supervision.cameras import push_switched
 from supervision.leadership import Leadership
@@ -98,6 +102,14 @@ class NightScheduler:
     async def deliver_webhooks(self) -> None:
         await webhook.deliver_due(self.rt.database, self.rt.settings)
 
+    async def deliver_pushes(self) -> None:
+        # sends until just before the next run, woken by every alert change meanwhile
+        await push.run(self.rt.database, self.rt.settings,
+                       seconds=0.9 * self.rt.settings.push_poll_seconds)
+
+    async def repeat_pushes(self) -> None:
+        await push.repeat_due(self.rt.database, self.rt.settings)
+
     async def recheck_sockets(self) -> None:
         """Close patrol sockets whose session ended elsewhere (the CLI disabled the user or
         changed its role) or expired: one query for all open sockets' sessions."""
@@ -139,6 +151,12 @@ class NightScheduler:
         self.scheduler.add_job(self._shared(self.sweep), "interval", seconds=s.sweep_seconds,
                                id="sweep", **opts)
         self.scheduler.add_job(self.redeliver, "interval", seconds=10, id="redeliver", **opts)
+        self.scheduler.add_job(self._shared(self.deliver_pushes), "interval",
+                               seconds=s.push_poll_seconds, id="push",
+                               next_run_time=datetime.now(UTC), **opts)
+        self.scheduler.add_job(self._shared(self.repeat_pushes), "interval",
+                               seconds=min(10.0, s.push_repeat_seconds / 2),
+                               id="push-repeat", **opts)
         self.scheduler.add_job(self.recheck_sockets, "interval",
                                seconds=s.socket_recheck_seconds, id="sockets", **opts)
         self.scheduler.add_job(self.checkpoint_audit, "interval",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from supervision import audit, check_rows, checks, lookins, webhook
@@ -37,14 +37,19 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
     pushed: list[dict[str, Any]] = []
     grace = now - started_at < timedelta(seconds=s.agent_offline_seconds)
     async with rt.write() as db:
-        due = (await db.execute(select(Check).where(
-            Check.state.in_((State.PLANNED, State.OPEN)), Check.opens_at <= now)
+        # deadline queries: what is due to open, and what is due to close; open checks
+        # inside their windows are not read at all
+        due = (await db.execute(select(Check).where(or_(
+            (Check.state == State.PLANNED) & (Check.opens_at <= now),
+            (Check.state == State.OPEN) & (Check.closes_at < now)))
             .order_by(Check.opens_at))).scalars().all()
         closing = [c for c in due if c.closes_at < now]
         opening = [c for c in due if c.closes_at >= now and c.state == State.PLANNED]
         viewing = await _lookins_in_progress(db, closing, now)
         units = await _units(db, closing)
         alive = set() if grace else await _cameras_alive(rt, db, opening, now)
+        opened = checks.open_window(State.PLANNED)
+        to_open: list[int] = []  # a window that opens for thousands at once: one statement
         for check in due:
             step = None
             if check.closes_at < now:
@@ -56,7 +61,8 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
                 if not grace and check.recipient_id not in alive:
                     step = checks.agent_offline(State(check.state))
                 else:
-                    step = checks.open_window(State(check.state))
+                    to_open.append(check.id)
+                    continue
             if step is None:
                 continue
             if not await check_rows.move(db, check.id, State(check.state), step, now=now,
@@ -68,6 +74,10 @@ async def sweep(rt: Runtime, now: datetime | None = None, *, started_at: datetim
                 alert = await raise_alert(db, check, step.alert, "sweep", webhook_on=s.webhook_on)
                 await announce(rt, db, alert.id)
                 pushed.append(await patrol_view(db, alert))
+        won = await check_rows.move_many(db, to_open, State.PLANNED, opened, now=now,
+                                         actor="sweep")  # an outcome may have won some
+        await audit.append_many(db, [("sweep", f"check.{opened.state.value}", f"check:{cid}",
+                                      {"reason": opened.reason}) for cid in won])
         late = now - timedelta(minutes=s.escalate_after_minutes)
         candidates = (await db.execute(select(Alert).where(
             Alert.state == AlertState.NEW.value, Alert.escalated_at.is_(None),

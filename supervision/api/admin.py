@@ -40,7 +40,7 @@ async def list_users(rt: Runtime = Depends(runtime),
 
 
 @router.post("/api/users", response_model=users.PasswordLinkOut, status_code=201,
-             responses=error_responses(401, 403, 409))
+             responses=error_responses(400, 401, 403, 409))
 async def add_user(body: users.UserCreate, rt: Runtime = Depends(runtime),
                    current: Who = Depends(admin)) -> users.PasswordLinkOut:
     """A new user; the answer carries a one-time link (shown once) to choose a password."""
@@ -48,7 +48,7 @@ async def add_user(body: users.UserCreate, rt: Runtime = Depends(runtime),
 
 
 @router.patch("/api/users/{user_id}", response_model=users.UserOut,
-              responses=error_responses(401, 403, 404, 409))
+              responses=error_responses(400, 401, 403, 404, 409))
 async def change_user(user_id: UserId, body: users.UserChange,
                       rt: Runtime = Depends(runtime),
                       current: Who = Depends(admin)) -> users.UserOut:
@@ -66,7 +66,8 @@ async def reset_password(user_id: UserId, rt: Runtime = Depends(runtime),
     return await users.reset(rt, user_id, current.user.username)
 
 
-@router.post("/api/me/password", status_code=204, responses=error_responses(401, 403))
+@router.post("/api/me/password", status_code=204,
+             responses=error_responses(400, 401, 403))
 async def change_own_password(body: users.OwnPassword, rt: Runtime = Depends(runtime),
                               current: Who = Depends(everyone)) -> Response:
     """One's own password, given the current one (422 with rule codes if the new one is
@@ -76,7 +77,7 @@ async def change_own_password(body: users.OwnPassword, rt: Runtime = Depends(run
 
 
 @router.post("/api/password-links/{token}", response_model=users.UserOut,
-             responses=error_responses(404))
+             responses=error_responses(400, 404))
 async def set_password(token: Annotated[str, Path(max_length=128)], body: users.NewPassword,
                        rt: Runtime = Depends(runtime)) -> users.UserOut:
     """Spend a one-time link: set the password it was issued for. No session: the link

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
+import time
 
 from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, field_validator
@@ -20,6 +22,8 @@ from camera_agent.protocol import (
     CLOSE_REPLACED,
     CLOSE_REVOKED,
     CLOSE_TOO_BIG,
+    HEARTBEAT,
+    HEARTBEAT_ACK,
     WELCOME,
     Refusal,
     decode_message,
@@ -151,7 +155,7 @@ async def agent_link(ws: WebSocket) -> None:
     log.info("agent %s linked", camera_id)
     try:
         await rt.presence.linked(camera_id)  # every node now reaches the camera through this one
-        await conn.send(WELCOME)
+        await conn.send(WELCOME, server_time=time.time())  # the agent measures its clock
         await cameras.push_plan(rt, camera_id)
         while True:
             message = await ws.receive()
@@ -172,6 +176,10 @@ async def agent_link(ws: WebSocket) -> None:
             except RecursionError:  # JSON nested deeper than the parser goes
                 await close_socket(ws, CLOSE_GARBLED, "garbled message: nested too deep")
                 break
+            if msg["type"] == HEARTBEAT:  # answered at once: the round trip bounds the error
+                sent = msg.get("sent_at")
+                await conn.send(HEARTBEAT_ACK, server_time=time.time(), sent_at=sent if (
+                    isinstance(sent, float) and math.isfinite(sent)) else None)
             await rt.links.handle(camera_id, msg)
     except (WebSocketDisconnect, RuntimeError):
         pass

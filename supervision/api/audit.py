@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
 from supervision import audit, audit_anchor, log_review
-from supervision.context import RowId, Who, require, runtime, translator
+from supervision.context import MAX_ROW_ID, RowId, Who, require, runtime, translator
 from supervision.errors import error_responses
-from supervision.log_review import LookinRecord
+from supervision.log_review import ChainStatus, LookinRecord, ReviewEntry, ReviewFilter
 from supervision.runtime import Runtime
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
@@ -112,3 +112,31 @@ async def export(since: Instant | None = None, until: Instant | None = None,
     async with rt.read() as db:
         text = await audit.export_csv(db, since, until)
     return CsvResponse(text, headers={"Content-Disposition": "attachment; filename=audit.csv"})
+
+
+class Review(BaseModel):
+    """The log review: entries newest first, the chain's last background verification, and
+    the rules of the unusual-access flags in the reader's language."""
+
+    entries: list[ReviewEntry]
+    chain: ChainStatus
+    rules: dict[str, str]
+
+
+@router.get("/log", response_model=Review, responses=error_responses(401, 403))
+async def review_log(request: Request,
+                     person: str | None = Query(None, max_length=64, pattern=r"^[^\x00]*$"),
+                     recipient: int | None = Query(None, ge=1, le=MAX_ROW_ID),
+                     since: Instant | None = None, until: Instant | None = None,
+                     kind: Literal["lookin", "refusal", "plan", "consent", "recipient"]
+                     | None = None,
+                     rt: Runtime = Depends(runtime), who: Who = Depends(reviewers)) -> Review:
+    """Look-ins, refusals and changes of plan, consent and details, filtered by person,
+    recipient, time and kind (at most 500, newest first), each look-in with its flags."""
+    t = translator(request, who.user)
+    f = ReviewFilter(person=person, recipient=recipient, since=since, until=until, kind=kind)
+    async with rt.read() as db:
+        entries = await log_review.review(db, f)
+    return Review(entries=entries, chain=log_review.chain_status(rt),
+                  rules={code: t(f"audit.flag.{code}.rule", **log_review.RULE_VALUES)
+                         for code in log_review.FLAGS})

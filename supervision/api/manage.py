@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from supervision import consent, plan_versions, recipients
+from supervision import consent, plan_versions, recipients, reports
 from supervision.context import RowId, Who, require, runtime
 from supervision.errors import ServiceError, error_responses
 from supervision.plan_versions import HistoryEntry, PlanSaved
@@ -148,7 +149,7 @@ async def preview_draft(rid: RowId, request: Request, nights: int = NIGHTS,
 
 
 @router.patch("/recipients/{rid}", response_model=RecipientDetail,
-              responses=error_responses(401, 403, 404, 409))
+              responses=error_responses(400, 401, 403, 404, 409))
 async def update_recipient(rid: RowId, body: RecipientUpdate, rt: Runtime = Depends(runtime),
                            current: Who = Depends(managers)) -> RecipientDetail:
     """Name, address, unit, access information, contacts, care notes: only those given
@@ -175,7 +176,7 @@ async def get_consent(rid: RowId, rt: Runtime = Depends(runtime),
 
 
 @router.post("/recipients/{rid}/consent", response_model=consent.ConsentView,
-             status_code=201, responses=error_responses(401, 403, 404, 409))
+             status_code=201, responses=error_responses(400, 401, 403, 404, 409))
 async def record_consent(rid: RowId, body: consent.ConsentIn, rt: Runtime = Depends(runtime),
                          current: Who = Depends(managers)) -> consent.ConsentView:
     """Record one party's consent; the coming checks are re-planned and the plan (with
@@ -193,9 +194,77 @@ async def withdraw_consent(rid: RowId, record_id: RowId, rt: Runtime = Depends(r
 
 
 @router.put("/recipients/{rid}/cohabitants", response_model=consent.ConsentView,
-            responses=error_responses(401, 403, 404, 409))
+            responses=error_responses(400, 401, 403, 404, 409))
 async def set_cohabitants(rid: RowId, body: consent.Cohabitants,
                           rt: Runtime = Depends(runtime),
                           current: Who = Depends(managers)) -> consent.ConsentView:
     """Who lives with the recipient: each must consent too."""
     return await consent.set_cohabitants(rt, rid, body, current.user.username)
+
+
+# --- reports ------------------------------------------------------------------------------
+
+#: the night report is also the morning's shift handover, so night staff read it too
+handover = require("staff", "manager", "admin")
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+ReportDate = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
+NIGHT = Query(None, description="the night, named by its evening; default the one now "
+              "running or just ended")
+UNIT = Query(None, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$",
+             description="a care unit; default every unit")
+START = Query(None, description="week: its first night; month: any night of it; "
+              "default now")
+CSV_RESPONSES: dict[int | str, dict[str, Any]] = {200: {
+    "description": "the table as CSV (cells a spreadsheet would run are quoted with ')",
+    "content": {"text/csv": {"schema": {"type": "string"}}}}, **error_responses(401, 403)}
+
+
+class CsvResponse(PlainTextResponse):
+    media_type = "text/csv"
+
+
+def _csv(text: str, name: str) -> CsvResponse:
+    return CsvResponse(text, headers={"Content-Disposition": f"attachment; filename={name}"})
+
+
+@router.get("/reports/night", response_model=reports.NightReport,
+            responses=error_responses(401, 403))
+async def night_report(night: ReportDate | None = NIGHT, unit: str | None = UNIT,
+                       rt: Runtime = Depends(runtime),
+                       _: Who = Depends(handover)) -> reports.NightReport:
+    """Each check of the night in due order: look-ins (who, when), outcome, follow-ups,
+    the dispatch with the patrol's times, notes; counts on time, late, missed, skipped."""
+    return await reports.night(rt, night, unit)
+
+
+@router.get("/reports/night.csv", response_class=Response, responses=CSV_RESPONSES)
+async def night_report_csv(night: ReportDate | None = NIGHT, unit: str | None = UNIT,
+                           rt: Runtime = Depends(runtime),
+                           _: Who = Depends(handover)) -> CsvResponse:
+    """The night report's checks as CSV, one line each."""
+    report = await reports.night(rt, night, unit)
+    return _csv(reports.night_csv(report), f"night-{report.night}.csv")
+
+
+@router.get("/reports/period", response_model=reports.PeriodReport,
+            responses=error_responses(401, 403))
+async def period_report(period: reports.Period = Query("month"), start: ReportDate | None = START,
+                        unit: str | None = UNIT, rt: Runtime = Depends(runtime),
+                        _: Who = Depends(managers)) -> reports.PeriodReport:
+    """A week or a month: checks by outcome per unit, skips by reason, dispatches by
+    reason, time to acknowledgement and to arrival (median, 90th percentile), technical
+    failures per camera, and the counts per night."""
+    return await reports.period(rt, period, start, unit)
+
+
+@router.get("/reports/period.csv", response_class=Response, responses=CSV_RESPONSES)
+async def period_report_csv(table: Literal["by_unit", "skipped", "dispatches", "response",
+                                           "cameras", "nights"] = "by_unit",
+                            period: reports.Period = Query("month"),
+                            start: ReportDate | None = START, unit: str | None = UNIT,
+                            rt: Runtime = Depends(runtime),
+                            _: Who = Depends(managers)) -> CsvResponse:
+    """One table of the period report as CSV."""
+    report = await reports.period(rt, period, start, unit)
+    return _csv(reports.period_csv(report, table),
+                f"{table}-{report.first_night}-{report.last_night}.csv")

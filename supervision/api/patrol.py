@@ -1,21 +1,23 @@
-"""Night patrol: live dispatch alerts and their states."""
+"""Night patrol: live dispatch alerts and their states, and the phone's push subscription."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from camera_agent.protocol import CLOSE_AUTH_FAILED, CLOSE_GARBLED, CLOSE_TOO_BIG
-from supervision import dispatch
-from supervision.alerts import active_alerts
-from supervision.auth import COOKIE, live_sessions, load_session
-from supervision.context import RowId, Who, require, runtime
+from supervision import dispatch, push, vapid
+from supervision.alerts import active_alerts, tonight
+from supervision.auth import COOKIE, ROLES, live_sessions, load_session
+from supervision.context import RowId, Who, require, runtime, translator
 from supervision.errors import error_responses
 from supervision.patrol import CLOSE_SESSION_ENDED, CLOSE_WRONG_ORIGIN, Holder
 from supervision.runtime import Runtime
@@ -45,6 +47,73 @@ async def alerts(rt: Runtime = Depends(runtime), _: Who = Depends(patrol)) -> li
 async def alert_state(alert_id: RowId, body: AlertStateRequest, rt: Runtime = Depends(runtime),
                       current: Who = Depends(patrol)) -> dict[str, Any]:
     return await dispatch.alert_state(rt, current.user, alert_id, body.state, body.note)
+
+
+@router.get("/api/alerts/tonight", responses=error_responses(401, 403))
+async def alerts_tonight(rt: Runtime = Depends(runtime),
+                         _: Who = Depends(patrol)) -> list[dict[str, Any]]:
+    """The night's resolved alerts, for a patrol taking over a shift (no access information)."""
+    async with rt.read() as db:
+        return await tonight(db)
+
+
+# --- Web Push: the phone's subscription, the worker, the manifest (supervision/push.py) ---
+
+signed_in = require(*ROLES)
+STATIC = Path(__file__).parent.parent / "web" / "static"
+
+
+class PushKey(BaseModel):
+    public_key: str = Field(description="the VAPID key: the subscription's applicationServerKey")
+
+
+class Unsubscribe(BaseModel):
+    #: an endpoint as a subscription holds it: no control characters, nothing to look up
+    endpoint: str = Field(min_length=10, max_length=1024, pattern=r"^https?://[^\x00-\x20\x7f]+$")
+
+
+@router.get("/api/push/key", responses=error_responses(401))
+async def push_key(rt: Runtime = Depends(runtime), _: Who = Depends(signed_in)) -> PushKey:
+    return PushKey(public_key=vapid.current(vapid.key_file(rt.settings)).public_key)
+
+
+@router.post("/api/push/subscriptions", status_code=201,
+             responses=error_responses(400, 401, 403))
+async def push_subscribe(body: push.SubscriptionIn, rt: Runtime = Depends(runtime),
+                         current: Who = Depends(signed_in)) -> dict[str, int]:
+    """This device gets alerts by push (a patrol member's every alert, a shift lead's the
+    escalations); the endpoint must be one of the known push services."""
+    return {"id": await push.subscribe(rt.database, rt.settings, current.user, body)}
+
+
+@router.post("/api/push/unsubscribe", status_code=204,
+             responses=error_responses(400, 401, 403))
+async def push_unsubscribe(body: Unsubscribe, rt: Runtime = Depends(runtime),
+                           current: Who = Depends(signed_in)) -> Response:
+    await push.unsubscribe(rt.database, current.user, body.endpoint)
+    return Response(status_code=204)
+
+
+@router.get("/sw.js", include_in_schema=False)
+async def service_worker() -> FileResponse:
+    """The patrol's service worker, from the root so that its scope may be the whole site
+    (it only shows pushes and answers their actions; it caches nothing)."""
+    return FileResponse(STATIC / "sw.js", media_type="text/javascript",
+                        headers={"Service-Worker-Allowed": "/"})
+
+
+@router.get("/manifest.webmanifest", include_in_schema=False)
+async def manifest(request: Request) -> JSONResponse:
+    """The patrol page as an installable app (name in the asker's language)."""
+    t = translator(request)
+    icons = [{"src": f"/static/icons/patrol-{n}.png", "sizes": f"{n}x{n}",
+              "type": "image/png", "purpose": "any maskable"} for n in (192, 512)]
+    return JSONResponse({
+        "name": t("push.app_name"), "short_name": t("push.app_short"),
+        "start_url": "/patrol", "scope": "/", "display": "standalone",
+        "orientation": "portrait", "background_color": "#000000",
+        "theme_color": "#000000", "icons": icons, "lang": t.locale,
+    }, media_type="application/manifest+json")
 
 
 @lru_cache(maxsize=64)

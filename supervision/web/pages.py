@@ -83,7 +83,7 @@ async def login(request: Request, username: str = Form(max_length=64),
     if not csrf_ok(request.cookies.get("nt_login_csrf", ""), csrf):
         return render(request, "login.html", t, None, status=403, error="error.csrf",
                       login_csrf=request.cookies.get("nt_login_csrf", ""))
-    wait = rt.logins.attempt(username, client)  # the address: the peer or a trusted proxy's
+    wait = await rt.logins.attempt(username, client)  # the address: the peer or a trusted proxy's
     if wait is None:
         return render(request, "login.html", t, None, status=429, error="error.rate_limited",
                       login_csrf=csrf)
@@ -97,7 +97,7 @@ async def login(request: Request, username: str = Form(max_length=64),
     if user is None or token is None:
         return render(request, "login.html", t, None, status=401, error="error.login",
                       login_csrf=csrf)
-    rt.logins.succeeded(username, client)
+    await rt.logins.succeeded(username, client)
     response = RedirectResponse(local_path(next) or HOME[user.role], 303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="lax",
                         secure=rt.settings.cookies_secure,

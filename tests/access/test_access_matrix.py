@@ -62,6 +62,16 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     # public: signing in, the language switch, liveness, and enrolment (whose credential is
     # the one-time code in the body, not a session)
     ("GET", "/healthz"): EVERYONE,
+    ("GET", "/readyz"): EVERYONE,
+    # a bearer token, not a role (a 404 for everyone while no token is set)
+    ("GET", "/metrics"): EVERYONE,
+    # the patrol app: its worker and manifest are public files; push for every role
+    ("GET", "/sw.js"): EVERYONE,
+    ("GET", "/manifest.webmanifest"): EVERYONE,
+    ("GET", "/api/push/key"): frozenset(ROLES),
+    ("POST", "/api/push/subscriptions"): frozenset(ROLES),
+    ("POST", "/api/push/unsubscribe"): frozenset(ROLES),
+    ("GET", "/api/alerts/tonight"): only("patrol", "admin"),
     ("GET", "/"): EVERYONE,
     ("GET", "/login"): EVERYONE,
     ("POST", "/login"): EVERYONE,
@@ -76,6 +86,12 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/audit/recipients/{recipient_id}"): only("manager", "admin"),
     ("GET", "/admin/webhook"): only("admin"),
     ("GET", "/admin/cameras"): only("admin"),
+    ("GET", "/admin/users"): only("admin"),
+    # everyone's own account; a one-time password link is its own credential
+    ("GET", "/account"): frozenset(ROLES),
+    ("POST", "/api/me/password"): frozenset(ROLES),
+    ("GET", "/account/password/{token}"): EVERYONE,
+    ("POST", "/api/password-links/{token}"): EVERYONE,
     # night staff: the board (admins may watch it); looking in is for night staff only
     ("GET", "/api/rounds"): only("staff", "admin"),
     ("POST", "/api/checks/{check_id}/lookin"): only("staff"),
@@ -96,6 +112,19 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/recipients/{rid}/plan/history"): only("manager", "admin"),
     ("GET", "/api/recipients/{rid}/preview"): only("manager", "admin"),
     ("POST", "/api/recipients/{rid}/preview"): only("manager", "admin"),
+    ("PATCH", "/api/recipients/{rid}"): only("manager", "admin"),
+    ("POST", "/api/recipients/{rid}/archive"): only("manager", "admin"),
+    ("GET", "/api/recipients/{rid}/consent"): only("manager", "admin"),
+    ("POST", "/api/recipients/{rid}/consent"): only("manager", "admin"),
+    ("POST", "/api/recipients/{rid}/consent/{record_id}/withdraw"): only("manager", "admin"),
+    ("PUT", "/api/recipients/{rid}/cohabitants"): only("manager", "admin"),
+    # reports: the night is also the morning's handover, so night staff read it too
+    ("GET", "/reports/night"): only("staff", "manager", "admin"),
+    ("GET", "/reports/period"): only("manager", "admin"),
+    ("GET", "/api/reports/night"): only("staff", "manager", "admin"),
+    ("GET", "/api/reports/night.csv"): only("staff", "manager", "admin"),
+    ("GET", "/api/reports/period"): only("manager", "admin"),
+    ("GET", "/api/reports/period.csv"): only("manager", "admin"),
     # cameras: admins only; the device itself enrols (public, above) and links by its key
     ("GET", "/api/cameras"): only("admin"),
     ("POST", "/api/cameras"): only("admin"),
@@ -103,7 +132,15 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("WS", "/ws/agent"): NO_SESSION,
     # what went to the external alarm receiver
     ("GET", "/api/webhook/deliveries"): only("admin"),
+    # people: admins only
+    ("GET", "/api/users"): only("admin"),
+    ("POST", "/api/users"): only("admin"),
+    ("PATCH", "/api/users/{user_id}"): only("admin"),
+    ("POST", "/api/users/{user_id}/password-link"): only("admin"),
     # log review
+    ("GET", "/audit/log"): only("manager", "admin"),
+    ("GET", "/audit/recipients/{recipient_id}/access-report"): only("manager", "admin"),
+    ("GET", "/api/audit/log"): only("manager", "admin"),
     ("GET", "/api/audit/recipients/{recipient_id}/lookins"): only("manager", "admin"),
     ("GET", "/api/audit/verify"): only("admin"),
     ("GET", "/api/audit/export"): only("admin"),
@@ -114,7 +151,8 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
 NO_ROWS_HERE = {("GET", "/api/lookins/{session}")}
 
 #: path parameters that are not ids of rows: (a value that exists, one that does not)
-PLAIN_PARAMS = {"code": ("en", "xx"), "session": ("0" * 16, "f" * 16)}
+PLAIN_PARAMS = {"code": ("en", "xx"), "session": ("0" * 16, "f" * 16),
+                "token": ("0" * 43, "f" * 43)}
 
 
 # --- the service ---------------------------------------------------------------------------
@@ -157,9 +195,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         recipient = str(svc.world["cameras"][0]["recipient_id"])
         real = {"check_id": str(checks[-1]["id"]), "alert_id": str(raised.json()["alert"]),
                 "recipient_id": recipient, "rid": recipient,
-                "camera_id": svc.world["cameras"][0]["camera_id"]}
+                "camera_id": svc.world["cameras"][0]["camera_id"],
+                "user_id": "999999", "record_id": "999999"}
         missing = {"check_id": "999999", "alert_id": "999999", "recipient_id": "999999",
-                   "rid": "999999", "camera_id": "cam-ffffffff"}
+                   "rid": "999999", "camera_id": "cam-ffffffff", "user_id": "999999",
+                   "record_id": "999999"}
         for name, (there, absent) in PLAIN_PARAMS.items():
             real[name], missing[name] = there, absent
         yield World(svc, people, real, missing)

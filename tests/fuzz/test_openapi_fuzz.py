@@ -6,6 +6,16 @@ schema and data that does not. Checks: no 5xx; every status code is one the oper
 documents; every body matches the documented schema and media type; data that breaks the
 schema is refused with a 4xx. Bounded and deterministic: a fixed number of examples per
 operation and mode, Hypothesis derandomized.
+
+Some operations would take the fuzz run's own ground away mid-run: a new role, disabling or
+a password reset ends the fuzzing identities' sessions (every later answer a 401, which is
+documented, so the run would pass while testing nothing), and archiving revokes the demo
+world's cameras. Those operations are not excluded: an id that names one of the fuzzing
+identities or a demo recipient is swapped for one of the fuzz run's own throwaway users or
+recipients (made for it in the fixture), so they change real rows and the rest of the run
+keeps its sessions and its world. An id that does not validate is left as generated, so
+negative cases stay negative. (``POST /api/me/password`` needs the current password, which
+a generated body does not guess.)
 """
 
 from __future__ import annotations
@@ -41,6 +51,10 @@ IDENTITIES = (ANON, *LOGINS)
 #: answer of a turned-away one is the guard's 401/403, so a few show it is documented)
 EXAMPLES = {True: {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 15},
             False: {GenerationMode.POSITIVE: 4, GenerationMode.NEGATIVE: 4}}
+#: operations that run the password hash (Argon2, slow on purpose, ~0.15 s a request) on
+#: every valid body: fewer examples, since each costs as much as dozens of others
+HASHING = {("POST", "/api/me/password"), ("POST", "/api/users")}
+HASHING_EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 6}
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
           content_type_conformance, negative_data_rejection]
 
@@ -57,12 +71,51 @@ OPERATIONS = schema_operations()
 GUARDS = {(e.method, e.path): guard_roles(e.route) for e in application_routes()}
 
 
+#: operations that must not reach the fuzzing identities or the demo world: the path
+#: parameter that names the row, and which kind of throwaway row takes its place
+SHIELDED = {("PATCH", "/api/users/{user_id}"): ("user_id", "users"),
+            ("POST", "/api/users/{user_id}/password-link"): ("user_id", "users"),
+            ("POST", "/api/recipients/{rid}/archive"): ("rid", "recipients")}
+
+
 @dataclass
 class Fuzz:
     svc: Service
     schema: Any
     http: requests.Session
     auth: dict[str, tuple[dict[str, str], dict[str, str]]]  # who -> (cookies, headers)
+    protected: dict[str, set[int]]  # kind -> ids the run must not change
+    throwaway: dict[str, list[int]]  # kind -> ids made for the run to change
+
+    def shield(self, method: str, path: str, case: schemathesis.Case) -> None:
+        """Swap a protected id in the case's path for a throwaway one."""
+        if (method, path) not in SHIELDED or not case.path_parameters:
+            return
+        name, kind = SHIELDED[(method, path)]
+        value = case.path_parameters.get(name)
+        if type(value) is int and value in self.protected[kind]:
+            spare = self.throwaway[kind]
+            case.path_parameters[name] = spare[value % len(spare)]
+
+
+def throwaway_rows(admin: Person, manager: Person) -> tuple[dict[str, set[int]],
+                                                             dict[str, list[int]]]:
+    """The ids the run must leave alone, and two users and two recipients of its own."""
+    users = admin.get("/api/users").json()
+    recipients = manager.get("/api/recipients").json()
+    protected = {"users": {u["id"] for u in users},
+                 "recipients": {r["id"] for r in recipients}}
+    spare: dict[str, list[int]] = {"users": [], "recipients": []}
+    for n in range(2):
+        made = admin.post("/api/users", {"username": f"fuzz-spare-{n}",
+                                         "display_name": f"Fuzz {n}", "role": "staff"})
+        assert made.status_code == 201, made.text
+        spare["users"].append(next(u["id"] for u in admin.get("/api/users").json()
+                                   if u["username"] == f"fuzz-spare-{n}"))
+        made = manager.post("/api/recipients", {"name": f"Fuzz {n}", "address": "Gatan 1"})
+        assert made.status_code == 201, made.text
+        spare["recipients"].append(made.json()["id"])
+    return protected, spare
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +124,10 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
     svc.start()
     try:
         auth: dict[str, tuple[dict[str, str], dict[str, str]]] = {ANON: ({}, {})}
-        for role, username in LOGINS.items():
-            person = Person(svc.url, username)
+        persons = {role: Person(svc.url, username) for role, username in LOGINS.items()}
+        for role, person in persons.items():
             auth[role] = (dict(person.http.cookies), {"X-CSRF-Token": person.csrf})
+        protected, spare = throwaway_rows(persons["admin"], persons["manager"])
         # the schema is served to signed-in people only
         schema = schemathesis.openapi.from_url(svc.url + "/openapi.json",
                                                cookies=auth["staff"][0])
@@ -81,13 +135,13 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
                         for op in schema.get_all_operations())
         assert served == OPERATIONS, "the served schema is the application's"
         with requests.Session() as http:
-            yield Fuzz(svc, schema, http, auth)
+            yield Fuzz(svc, schema, http, auth, protected, spare)
     finally:
         svc.stop()
 
 
 def run_mode(fuzz: Fuzz, operation: Any, who: str, mode: GenerationMode,
-             examples: int) -> None:
+             examples: int, method: str, path: str) -> None:
     cookies, headers = fuzz.auth[who]
 
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
@@ -95,6 +149,7 @@ def run_mode(fuzz: Fuzz, operation: Any, who: str, mode: GenerationMode,
               phases=(Phase.explicit, Phase.generate, Phase.shrink))
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case: schemathesis.Case) -> None:
+        fuzz.shield(method, path, case)
         response = case.call(base_url=fuzz.svc.url, session=fuzz.http, headers=dict(headers),
                              cookies=dict(cookies), timeout=20)
         case.validate_response(response, checks=CHECKS)
@@ -112,5 +167,16 @@ def test_operation_keeps_its_schema(fuzz: Fuzz, method: str, path: str, who: str
     operation = fuzz.schema[path][method]
     roles = GUARDS[(method, path)]
     budget = EXAMPLES[roles is None or who in roles]
+    if (method, path) in HASHING and (roles is None or who in roles):
+        budget = HASHING_EXAMPLES
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-        run_mode(fuzz, operation, who, mode, budget[mode])
+        run_mode(fuzz, operation, who, mode, budget[mode], method, path)
+
+
+def test_fuzzing_identities_kept_their_sessions(fuzz: Fuzz) -> None:
+    """Runs after the operations (file order): nothing the run did ended its own sessions,
+    so every identity's answers above were its role's, not a signed-out 401."""
+    for who in LOGINS:
+        cookies, _ = fuzz.auth[who]
+        reply = fuzz.http.get(fuzz.svc.url + "/openapi.json", cookies=cookies, timeout=20)
+        assert reply.status_code == 200, f"{who} was signed out by the run"

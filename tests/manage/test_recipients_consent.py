@@ -101,6 +101,12 @@ async def test_consent_on_record_decides_checks_and_the_plan(svc: InProcess) -> 
         found = await plans.current_plan(db, rid)
     assert found is not None and found[1].consent == schedules.Consent(
         today - timedelta(days=1), today + timedelta(days=20))
+    # the preview shows the nights the records leave uncovered, not the plan's own consent
+    shown = await chef.get(f"/api/recipients/{rid}/preview?nights=3&start="
+                           f"{(today + timedelta(days=19)).isoformat()}")
+    nights = shown.json()["nights"]
+    assert shown.status_code == 200 and nights[0]["skip"] is None, nights[0]
+    assert nights[2]["skip"]["code"] == "no-consent", nights[2]
     listed_row = next(r for r in (await chef.get("/api/recipients")).json() if r["id"] == rid)
     assert listed_row["consent"]["state"] == "valid"
     assert listed_row["consent"]["on_record"] and listed_row["consent"]["expiring"]
@@ -146,6 +152,12 @@ async def test_archive_ends_checks_revokes_camera_and_leaves_lists(svc: InProces
     assert (await chef.get(f"/manage/recipients/{rid}")).status_code == 200
     assert (await chef.send("PATCH", f"/api/recipients/{rid}", {"unit": "x"})).status_code == 409
     assert (await chef.send("POST", f"/api/recipients/{rid}/archive")).status_code == 409
+    plan = (await chef.get(f"/api/recipients/{rid}")).json()["plan"]
+    assert plan is not None
+    refused = await chef.send("PUT", f"/api/recipients/{rid}/plan", plan)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"]["code"] == "manage.error.archived"
+    assert refused.json()["detail"]["message"] == "Personen är arkiverad; inget kan ändras."
     before = len(await checks_of(svc, rid))
     async with svc.rt.write() as db:
         await planning.materialise(db, datetime.now(UTC) + timedelta(days=1))

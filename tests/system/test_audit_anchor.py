@@ -77,7 +77,7 @@ def anchored(database_url: str, tmp_path: Path) -> Iterator[Service]:
     try:
         for name in ("ulla", "ulf", "una"):
             added = supervision(svc, "user", "add", name, "--role", "staff",
-                                "--password", "lösenord-1")
+                                "--password", "nattugglan-ulla-7")
             assert added.returncode == 0, added.stderr
     finally:
         svc.stop()
@@ -229,7 +229,7 @@ def test_the_scheduler_checkpoints_only_when_the_head_moved(tmp_path: Path) -> N
     try:
         eventually(lambda: len(checkpoints(svc)) >= 1, what="the start checkpoint")
         added = supervision(svc, "user", "add", "ulla", "--role", "staff",
-                            "--password", "lösenord-1")
+                            "--password", "nattugglan-ulla-7")
         assert added.returncode == 0, added.stderr
         head = newest_ids(svc)[-1]
         eventually(lambda: any(c["reason"] == "interval" and c["entry"] >= head

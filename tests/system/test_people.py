@@ -75,7 +75,8 @@ def test_user_cli_adds_and_changes_roles_with_audit(svc: Service) -> None:
 
     assert run("add", "lisa", "--role", "staff", "--password", "nattugglan-7").returncode == 0
     assert run("add", "lisa", "--role", "staff", "--password", "nattugglan-7").returncode != 0
-    assert "at least 8" in run("add", "kort", "--role", "staff", "--password", "x").stderr
+    assert "at least 12" in run("add", "kort", "--role", "staff", "--password", "x").stderr
+    assert "too common" in run("add", "ny", "--role", "staff", "--password", "password1234").stderr
     assert "role must be" in run("add", "ny", "--role", "boss", "--password", "x" * 9).stderr
     lisa = Person(svc.url, "lisa", "nattugglan-7")
     assert lisa.get("/api/rounds").status_code == 200

@@ -61,6 +61,17 @@ def test_ended_checks_cannot_move(state: State) -> None:
             move(state)
     with pytest.raises(TransitionError):
         checks.skip(state, "paused")
+    with pytest.raises(TransitionError):
+        checks.end_early(state, "archived")
+
+
+def test_ending_early_skips_planned_and_open_checks_without_alert() -> None:
+    """Archiving or a withdrawal: nobody is to be seen, so nobody is sent."""
+    for state in (State.PLANNED, State.OPEN):
+        for reason in ("archived", "no-consent"):
+            step = checks.end_early(state, reason)
+            assert step.state is State.SKIPPED and step.reason == reason
+            assert step.alert is None and step.follow_up_in_minutes is None
 
 
 def test_outcomes_need_an_open_window() -> None:

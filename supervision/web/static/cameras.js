@@ -21,6 +21,10 @@ function healthLine(h) {
   if (h.camera_present === false) parts.push(t('agents.cameras.camera_missing'));
   if (h.version) parts.push(t('agents.cameras.version', { version: h.version }));
   if (h.free_memory_mb != null) parts.push(t('agents.cameras.free_memory', { mb: h.free_memory_mb }));
+  if (h.clock_offset_seconds != null) {
+    const offset = t('admin.cameras.clock', { seconds: h.clock_offset_seconds.toFixed(2) });
+    parts.push(h.clock_off ? `⚠ ${offset} ${t('admin.cameras.clock_off')}` : offset);
+  }
   if (h.last_lookin) parts.push(`${t('agents.cameras.last_lookin')}: ${endText(h.last_lookin, h.last_lookin_detail)}`);
   return parts.join(' · ');
 }
@@ -35,6 +39,7 @@ function card(c) {
     el('div', {}, c.recipient),
     el('div', { class: 'muted' }, c.last_seen_at ? `${t('agents.cameras.last_seen')} ${when(c.last_seen_at)}` : ''),
     el('div', { class: 'muted' }, healthLine(c.health)));
+  if (c.health && c.health.clock_off) li.classList.add('clock-off');
   const refusals = el('ul', { class: 'refusals' });
   for (const r of c.refusals) refusals.append(el('li', {}, `${when(r.at)} · ${reasonText(r.reason)}`));
   li.append(el('h3', {}, t('agents.cameras.refusals')),

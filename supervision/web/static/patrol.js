@@ -1,89 +1,266 @@
-// The patrol's phone: alerts arrive live over a WebSocket that reconnects by itself.
-// Each new alert sounds, vibrates and raises a system notification (when allowed).
+// The patrol's phone: alerts arrive live over a WebSocket that reconnects by itself, and by
+// Web Push through the service worker (/sw.js) when the phone is locked or the page is in
+// the background. Every new alert sounds (or the page says plainly that one tap turns the
+// sound on), vibrates, and shows a notification through the worker (`new Notification()`
+// throws on Android). Alerts for one person share a card; resolving asks, then waits a
+// few seconds for an undo before it is sent.
 import { api, el, explain, clock, reasonText, t } from './common.js';
 
-const list = document.getElementById('alerts');
-const empty = document.getElementById('empty');
-const linkState = document.getElementById('link-state');
-const enable = document.getElementById('enable-alerts');
-const alerts = new Map();
-let audio = null;
-let attempt = 0;
-
+const $ = (id) => document.getElementById(id);
+const list = $('alerts');
+const empty = $('empty');
+const linkState = $('link-state');
+const soundOff = $('sound-off');
+const alerts = new Map(); // id -> the alert as the service last said
+const signalled = new Set(); // what this page load has already sounded for: `id`, `id:escalated`
+const stage = new Map(); // id -> {step: 'confirm' | 'undo', until, timer}: a resolve in progress
+const notes = new Map(); // id -> the resolution note being written
+const UNDO_SECONDS = 5;
 const NEXT = { new: 'acknowledged', acknowledged: 'on-the-way', 'on-the-way': 'arrived', arrived: 'resolved' };
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content || '';
+let audio = null;
+let soundOwed = null; // the alert whose sound waits for a tap
+let registration = null;
+let attempt = 0;
+let scrolledTo = null; // the #alert-N already brought into view
 
-function signal(alert) {
-  try {
-    audio = audio || new AudioContext();
-    const now = audio.currentTime;
-    for (let i = 0; i < 3; i++) {
-      const osc = audio.createOscillator();
-      const gain = audio.createGain();
-      osc.frequency.value = alert.priority === 1 ? 1046 : 784;
-      gain.gain.setValueAtTime(0.4, now + i * 0.3);
-      gain.gain.exponentialRampToValueAtTime(0.001, now + i * 0.3 + 0.25);
-      osc.connect(gain).connect(audio.destination);
-      osc.start(now + i * 0.3);
-      osc.stop(now + i * 0.3 + 0.25);
-    }
-  } catch (e) { /* no audio: the notification and the screen still show it */ }
-  navigator.vibrate?.([300, 100, 300]);
-  if ('Notification' in window && Notification.permission === 'granted') {
-    new Notification(t('patrol.notify_title', { reason: reasonText(alert.reason) }),
-      { body: `${alert.recipient.name}, ${alert.recipient.address}`, tag: `alert-${alert.id}`, requireInteraction: true });
-  } else {
-    document.title = '(!) ' + document.title.replace(/^\(!\) /, '');
+// --- what the worker needs: the session's CSRF token, for the acknowledge action --------
+
+function keep(key, value) {
+  return new Promise((resolve, reject) => {
+    const opening = indexedDB.open('nattillsyn', 1);
+    opening.onupgradeneeded = () => opening.result.createObjectStore('kv');
+    opening.onerror = () => reject(opening.error);
+    opening.onsuccess = () => {
+      const tx = opening.result.transaction('kv', 'readwrite');
+      tx.objectStore('kv').put(value, key);
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    };
+  });
+}
+
+// --- sound: every new alert, whether or not anything was pressed in this page load ------
+
+function audioContext() {
+  try { audio = audio || new AudioContext(); } catch (e) { audio = null; }
+  return audio;
+}
+
+/** Whether sound plays now: the browser may hold audio until a tap (autoplay policy). */
+async function soundReady() {
+  const ctx = audioContext();
+  if (!ctx) return false;
+  if (ctx.state !== 'running') {
+    await Promise.race([ctx.resume().catch(() => {}), new Promise((r) => setTimeout(r, 300))]);
   }
+  return ctx.state === 'running';
+}
+
+function beep(priority) {
+  const now = audio.currentTime;
+  for (let i = 0; i < 3; i++) {
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.frequency.value = priority === 1 ? 1046 : 784;
+    gain.gain.setValueAtTime(0.5, now + i * 0.3);
+    gain.gain.exponentialRampToValueAtTime(0.001, now + i * 0.3 + 0.25);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(now + i * 0.3);
+    osc.stop(now + i * 0.3 + 0.25);
+  }
+  document.body.dataset.sound = 'played';
+}
+
+function showSoundState(ready) {
+  soundOff.hidden = ready;
+  if (ready) return;
+  document.body.dataset.sound = 'blocked';
+  document.addEventListener('pointerdown', unlock, true); // one tap anywhere
+  document.addEventListener('keydown', unlock, true);
+}
+
+async function unlock() {
+  if (!(await soundReady())) return;
+  showSoundState(true);
+  document.removeEventListener('pointerdown', unlock, true);
+  document.removeEventListener('keydown', unlock, true);
+  if (soundOwed) { beep(soundOwed.priority); soundOwed = null; }
+}
+
+async function signal(a) {
+  const key = a.escalated ? `${a.id}:escalated` : String(a.id);
+  if (signalled.has(key)) return; // the socket, the re-send and the worker may all tell us
+  signalled.add(key);
+  document.body.dataset.signalled = [...signalled].join(' ');
+  navigator.vibrate?.([400, 150, 400, 150, 400]);
+  if (await soundReady()) { showSoundState(true); beep(a.priority); } else { soundOwed = a; showSoundState(false); }
+  if (document.visibilityState !== 'visible') notify(a);
+  document.title = '(!) ' + document.title.replace(/^\(!\) /, '');
+}
+
+/** A system notification through the worker (the same tag as the push: one per alert). */
+function notify(a) {
+  if (!registration || !('Notification' in window) || Notification.permission !== 'granted') return;
+  registration.showNotification(t('push.title.' + (a.escalated ? 'escalated' : 'raised'), { reason: reasonText(a.reason) }), {
+    body: a.recipient.address, tag: `alert-${a.id}`, renotify: true, requireInteraction: true,
+    vibrate: [400, 150, 400], icon: '/static/icons/patrol-192.png',
+    data: { v: 1, alert: a.id, delivery: 0, url: `/patrol#alert-${a.id}` },
+    actions: [{ action: 'acknowledge', title: t('patrol.do.acknowledged') }],
+  }).catch(() => {});
+}
+
+function closeNotification(id) {
+  registration?.getNotifications({ tag: `alert-${id}` })
+    .then((shown) => shown.forEach((n) => n.close())).catch(() => {});
+}
+
+// --- the cards: one per person, each alert of theirs inside -----------------------------
+
+function mapsHref(address) {
+  const q = encodeURIComponent(address);
+  if (/iPhone|iPad|Macintosh/.test(navigator.userAgent)) return `https://maps.apple.com/?q=${q}`;
+  if (/Android/.test(navigator.userAgent)) return `geo:0,0?q=${q}`;
+  return `https://www.openstreetmap.org/search?query=${q}`;
+}
+
+function group(items) {
+  const first = items[0];
+  const r = first.recipient;
+  const li = el('li', { class: `alert group prio-${Math.min(...items.map((a) => a.priority))}`, id: `recipient-${r.id}`, 'data-recipient': String(r.id) },
+    el('div', { class: 'name' }, r.name),
+    el('div', { class: 'address' }, r.address),
+    el('a', { class: 'maps', href: mapsHref(r.address), rel: 'noopener' }, t('patrol.maps')));
+  const withDetails = items.find((a) => a.contacts !== undefined);
+  if (withDetails?.contacts?.length) {
+    li.append(el('ul', { class: 'contacts', 'aria-label': t('patrol.contacts') },
+      ...withDetails.contacts.map((c) => el('li', {},
+        el('a', { href: `tel:${c.phone.replace(/[^+\d]/g, '')}` },
+          `${c.name}${c.relation ? ' (' + c.relation + ')' : ''}: ${c.phone}`)))));
+  }
+  if (withDetails?.care_notes) {
+    li.append(el('div', { class: 'care-notes' }, t('patrol.care_notes') + ': ' + withDetails.care_notes));
+  }
+  for (const a of items) li.append(card(a));
+  return li;
 }
 
 function card(a) {
-  const li = el('li', { class: `alert prio-${a.priority} state-${a.state}`, 'data-alert': String(a.id) },
+  const box = el('div', { class: `alert-item prio-${a.priority} state-${a.state}`, id: `alert-${a.id}`, 'data-alert': String(a.id) },
     el('div', { class: 'alert-head' },
       el('strong', { class: 'reason' }, reasonText(a.reason)),
       el('span', { class: 'pill' }, t('alert.state.' + a.state)),
       a.escalated ? el('span', { class: 'pill danger' }, t('patrol.escalated')) : ''),
-    el('div', { class: 'name' }, a.recipient.name),
-    el('div', { class: 'address' }, a.recipient.address),
-    el('div', { class: 'muted' }, t('patrol.raised_at', { time: clock(a.created_at) }) +
+    el('div', { class: 'muted' }, t('patrol.raised_by', { time: clock(a.created_at), name: a.raised_by || '' }) +
       (a.acknowledged_by ? ' · ' + t('patrol.by', { name: a.acknowledged_by }) : '')));
   if (a.staff_note) {
-    li.append(el('div', { class: 'staff-note' }, t('patrol.staff_note', { name: a.raised_by || '' }) + ': ' + a.staff_note));
+    box.append(el('div', { class: 'staff-note' }, t('patrol.staff_note', { name: a.raised_by || '' }) + ': ' + a.staff_note));
   }
-  if (a.access_info) li.append(el('div', { class: 'access' }, t('patrol.access') + ': ' + a.access_info));
+  if (a.access_info) box.append(el('div', { class: 'access' }, t('patrol.access') + ': ' + a.access_info));
   const next = NEXT[a.state];
-  if (next) {
-    const note = next === 'resolved' ? el('textarea', { class: 'note', placeholder: t('patrol.note'), rows: 2 }) : null;
-    if (note) li.append(note);
-    const button = el('button', { class: `primary big act-${next}`, type: 'button' }, t('patrol.do.' + next));
-    button.addEventListener('click', async () => {
-      button.disabled = true;
-      try {
-        const updated = await api(`/api/alerts/${a.id}/state`, { method: 'POST', body: { state: next, note: note?.value || null } });
-        upsert(updated, false);
-      } catch (error) {
-        button.disabled = false;
-        li.append(el('p', { class: 'error' }, explain(error)));
-      }
-    });
-    li.append(button);
+  if (next) box.append(actions(a, next));
+  return box;
+}
+
+function actions(a, next) {
+  const area = el('div', { class: 'actions' });
+  const step = stage.get(a.id);
+  if (next === 'resolved' && step?.step === 'undo') {
+    const left = Math.max(0, Math.ceil((step.until - Date.now()) / 1000));
+    const undo = el('button', { class: 'big undo', type: 'button' }, t('patrol.undo', { count: left }));
+    undo.addEventListener('click', () => { clearTimeout(step.timer); stage.delete(a.id); render(); });
+    area.append(undo);
+    return area;
   }
-  return li;
+  if (next === 'resolved' && step?.step === 'confirm') {
+    const yes = el('button', { class: 'primary big confirm-yes', type: 'button' }, t('patrol.confirm_yes'));
+    const no = el('button', { class: 'big', type: 'button' }, t('patrol.cancel'));
+    yes.addEventListener('click', () => startUndo(a));
+    no.addEventListener('click', () => { stage.delete(a.id); render(); });
+    area.append(el('p', {}, t('patrol.confirm_resolve')), el('div', { class: 'confirm' }, yes, no));
+    return area;
+  }
+  if (next === 'resolved') {
+    const note = el('textarea', { class: 'note', placeholder: t('patrol.note'), rows: 2, value: notes.get(a.id) || '' });
+    note.addEventListener('input', () => notes.set(a.id, note.value));
+    area.append(note);
+  }
+  const button = el('button', { class: `primary big act-${next}`, type: 'button' }, t('patrol.do.' + next));
+  button.addEventListener('click', () => {
+    if (next === 'resolved') { stage.set(a.id, { step: 'confirm' }); render(); return; }
+    send(a, next, null, button);
+  });
+  area.append(button);
+  return area;
+}
+
+function startUndo(a) {
+  const step = { step: 'undo', until: Date.now() + UNDO_SECONDS * 1000, timer: 0 };
+  const tick = () => {
+    if (stage.get(a.id) !== step) return;
+    if (Date.now() >= step.until) { stage.delete(a.id); send(a, 'resolved', notes.get(a.id) || null, null); return; }
+    render();
+    step.timer = setTimeout(tick, 250);
+  };
+  stage.set(a.id, step);
+  tick();
+}
+
+async function send(a, next, note, button) {
+  if (button) button.disabled = true;
+  try {
+    const updated = await api(`/api/alerts/${a.id}/state`, { method: 'POST', body: { state: next, note } });
+    notes.delete(a.id);
+    upsert(updated, false);
+    if (next === 'resolved') loadTonight();
+  } catch (error) {
+    if (button) button.disabled = false;
+    document.getElementById(`alert-${a.id}`)?.append(el('p', { class: 'error' }, explain(error)));
+  }
 }
 
 function upsert(a, fresh) {
   const known = alerts.get(a.id);
   if (known && new Date(known.updated_at) > new Date(a.updated_at)) return;
-  const isNew = !known || (a.escalated && !known.escalated);
+  const same = known && known.updated_at === a.updated_at && known.escalated === a.escalated;
   if (a.state === 'resolved') alerts.delete(a.id); else alerts.set(a.id, a);
-  render();
-  if (fresh && isNew && a.state === 'new') signal(a);
+  if (a.state !== 'new') closeNotification(a.id);
+  if (!same) render();
+  if (fresh && a.state === 'new') signal(a);
 }
 
 function render() {
-  const sorted = [...alerts.values()].sort((x, y) => x.priority - y.priority || x.created_at.localeCompare(y.created_at));
-  list.replaceChildren(...sorted.map(card));
-  empty.hidden = sorted.length > 0;
+  const active = document.activeElement;
+  const focused = active?.classList.contains('note') ? active.closest('[data-alert]')?.dataset.alert : null;
+  const byPerson = new Map();
+  for (const a of alerts.values()) {
+    if (!byPerson.has(a.recipient.id)) byPerson.set(a.recipient.id, []);
+    byPerson.get(a.recipient.id).push(a);
+  }
+  const order = (x, y) => x.priority - y.priority || x.created_at.localeCompare(y.created_at);
+  const groups = [...byPerson.values()].map((items) => items.sort(order)).sort((x, y) => order(x[0], y[0]));
+  list.replaceChildren(...groups.map(group));
+  empty.hidden = groups.length > 0;
+  if (focused) document.querySelector(`#alert-${focused} .note`)?.focus();
+  // opened from a notification (/patrol#alert-N): that alert, once it is on screen
+  const wanted = /^#alert-\d+$/.test(location.hash) ? document.querySelector(location.hash) : null;
+  if (wanted && scrolledTo !== location.hash) { scrolledTo = location.hash; wanted.scrollIntoView(); }
 }
+
+// --- tonight: what was resolved, for a patrol that takes over ---------------------------
+
+async function loadTonight() {
+  try {
+    const done = await api('/api/alerts/tonight');
+    $('tonight').replaceChildren(...done.map((a) => el('li', { 'data-alert': String(a.id) },
+      el('strong', {}, `${clock(a.updated_at)} ${a.recipient.name}`), ' · ', reasonText(a.reason),
+      el('div', { class: 'muted' }, t('patrol.resolved_by', { name: a.acknowledged_by || '' })),
+      a.note ? el('div', { class: 'resolution-note' }, t('patrol.resolution_note') + ': ' + a.note) : '')));
+    $('tonight-empty').hidden = done.length > 0;
+  } catch (e) { /* the list is a help, not the alarm: it is tried again at the next change */ }
+}
+
+// --- the live link ------------------------------------------------------------------------
 
 function connect() {
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws/patrol`);
@@ -95,8 +272,10 @@ function connect() {
       for (const id of [...alerts.keys()]) if (!ids.has(id)) alerts.delete(id);
       for (const a of msg.alerts) upsert(a, true);
       render();
+      loadTonight();
     } else if (msg.type === 'alert') {
       upsert(msg.alert, true);
+      if (msg.alert.state === 'resolved') loadTonight();
     }
   };
   const ping = setInterval(() => { if (ws.readyState === 1) ws.send('{"type":"ping"}'); }, 20000);
@@ -119,13 +298,77 @@ function connect() {
   };
 }
 
-enable.hidden = !('Notification' in window) || Notification.permission !== 'default';
-enable.addEventListener('click', async () => {
-  audio = audio || new AudioContext();
-  await audio.resume?.();
-  if ('Notification' in window) await Notification.requestPermission();
-  enable.hidden = true;
-});
+// --- push: the worker, the subscription, the install hint -------------------------------
 
+function keyBytes(b64) {
+  const s = atob(b64.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((b64.length + 3) % 4));
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+async function subscribe() {
+  const state = $('push-state');
+  const key = (await api('/api/push/key')).public_key;
+  let sub = await registration.pushManager.getSubscription();
+  try {
+    sub = sub || await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(key) });
+  } catch (e) {
+    state.textContent = t('patrol.push_failed');
+    return;
+  }
+  const { endpoint, keys } = sub.toJSON();
+  await api('/api/push/subscriptions', { method: 'POST', body: { endpoint, keys, device: navigator.platform || '' } });
+  $('push-on').hidden = true;
+  state.textContent = t('patrol.push_active');
+}
+
+async function setUpPush() {
+  if (!('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.addEventListener('message', (event) => {
+    const msg = event.data || {};
+    if (msg.type === 'push' && msg.push?.event !== 'settled' && !alerts.has(msg.push?.alert)) {
+      api('/api/alerts').then((all) => all.forEach((a) => upsert(a, true))).catch(() => {});
+    } else if (msg.type === 'open') {
+      document.getElementById(new URL(msg.url, location.href).hash.slice(1))?.scrollIntoView();
+    }
+  });
+  registration = await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+  const panel = $('push-panel');
+  const button = $('push-on');
+  const state = $('push-state');
+  panel.hidden = false;
+  if (!('PushManager' in window) || !('Notification' in window)) { state.textContent = t('patrol.push_unsupported'); return; }
+  if (Notification.permission === 'denied') { state.textContent = t('patrol.push_denied'); return; }
+  if (Notification.permission === 'granted') { await subscribe(); return; }
+  button.hidden = false; // asking needs a tap
+  button.addEventListener('click', async () => {
+    unlock();
+    if (await Notification.requestPermission() !== 'granted') {
+      button.hidden = true;
+      state.textContent = t('patrol.push_denied');
+      return;
+    }
+    await subscribe().catch((e) => { state.textContent = explain(e); });
+  });
+}
+
+function installHint() {
+  const phone = /Android|iPhone|iPad/.test(navigator.userAgent);
+  const standalone = matchMedia('(display-mode: standalone)').matches || navigator.standalone;
+  if (!phone || standalone) return;
+  if (/iPhone|iPad/.test(navigator.userAgent)) { $('install').hidden = false; $('install-ios').hidden = false; return; }
+  window.addEventListener('beforeinstallprompt', (event) => {
+    event.preventDefault();
+    $('install').hidden = false;
+    $('install-app').hidden = false;
+    $('install-app').onclick = async () => { event.prompt(); await event.userChoice; $('install').hidden = true; };
+  });
+}
+
+const manifest = el('link', { rel: 'manifest', href: '/manifest.webmanifest' });
+document.head.append(manifest, el('meta', { name: 'theme-color', content: '#000000' }));
+keep('csrf', csrf).catch(() => {});
+soundReady().then(showSoundState);
+installHint();
 render();
 connect();
+setUpPush().catch((e) => { $('push-state').textContent = explain(e); });

@@ -47,6 +47,18 @@ export function bindPlanForm(planForm, { tonight, changed }) {
   });
 
   bindPlanRows({ tonight, changed });
+  // recipient_details.js announces every consent view it shows
+  document.addEventListener('consent-view', (event) => {
+    const view = event.detail;
+    showConsentOnRecord(view.records.length > 0 || view.cohabitants.length > 0);
+  });
+}
+
+/** Once consent is on record it decides, and the plan's own consent is ignored: its
+ * inputs are read-only, with a note saying why. */
+export function showConsentOnRecord(onRecord) {
+  $('plan-consent').disabled = onRecord;
+  $('plan-consent-on-record').hidden = !onRecord;
 }
 
 /** Shows the draft in the form, replacing whatever the inputs held. */

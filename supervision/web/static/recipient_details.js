@@ -9,7 +9,8 @@ const contacts = document.getElementById('contacts');
 const detailsStatus = document.getElementById('details-status');
 
 function contactRow(c = { name: '', relation: '', phone: '' }) {
-  const field = (name, label, value) => el('label', {}, label, el('input', { name, value, maxLength: name === 'phone' ? 32 : 128 }));
+  // named contact.*: a contact's "name" must not join the form's own "name" field
+  const field = (name, label, value) => el('label', {}, label, el('input', { name: `contact.${name}`, value, maxLength: name === 'phone' ? 32 : 128 }));
   const remove = el('button', { type: 'button' }, t('manage.remove'));
   const li = el('li', { class: 'grid-form' }, field('name', t('manage.contacts.name'), c.name),
     field('relation', t('manage.contacts.relation'), c.relation), field('phone', t('manage.contacts.phone'), c.phone), remove);
@@ -23,8 +24,8 @@ document.getElementById('add-contact').addEventListener('click', () => contacts.
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   const rows = [...contacts.children].map((li) => ({
-    name: li.querySelector('[name=name]').value, relation: li.querySelector('[name=relation]').value,
-    phone: li.querySelector('[name=phone]').value,
+    name: li.querySelector('[name="contact.name"]').value, relation: li.querySelector('[name="contact.relation"]').value,
+    phone: li.querySelector('[name="contact.phone"]').value,
   })).filter((c) => c.name.trim());
   const f = form.elements;
   try {
@@ -66,6 +67,7 @@ function record(r) {
 }
 
 function show(view) {
+  document.dispatchEvent(new CustomEvent('consent-view', { detail: view }));
   list.replaceChildren(...view.records.map(record));
   cohabitants.elements.names.value = view.cohabitants.join(', ');
   if (view.complete) {

@@ -72,6 +72,7 @@ function row(c, now) {
     li.append(tech);
   }
   if (c.alert) li.append(el('span', { class: 'pill danger' }, t('rounds.alert', { state: t(`alert.state.${c.alert}`) })));
+  if (c.alert_note) li.append(el('span', { class: 'alert-note' }, t('patrol.resolution_note') + ': ' + c.alert_note));
   return li;
 }
 

@@ -1,0 +1,482 @@
+"""Web Push to the patrol's phones (RFC 8030, 8291, 8292), through an outbox.
+
+A phone subscribes after login (``subscribe``); its subscription is kept per user and
+device. Every alert change reaches ``alert_feed.announce`` inside the transaction that
+made it, which calls ``enqueue``: one ``push_deliveries`` row per (alert event,
+subscription) commits with the change, or not at all, so no restart or crash can lose a
+push. Who gets what:
+
+- ``raised`` (a new alert) and ``repeat`` (still not acknowledged after
+  ``push_repeat_seconds``): every device of an active patrol or admin user;
+- ``escalated`` (not acknowledged in time), and the repeats of an escalated alert: those
+  and every device of an active user flagged shift lead, whatever the role;
+- ``settled`` (someone acknowledged or moved it on): the devices that were sent it, so the
+  loud notification is replaced by a quiet one on every phone.
+
+The leader sends the outbox (``run``, a duty of the scheduler): it claims the due rows
+(``claimed_until``, so no other sender takes them meanwhile), encrypts each with
+``pywebpush`` in worker threads (the CPU work stays off the event loop), POSTs them all at
+once over kept-alive connections (aiohttp), then records every answer in one transaction.
+2xx delivers; 404 and 410 mean the subscription is gone: it is forgotten with its rows
+(audited); anything else is retried with ``camera_agent.backoff`` until
+``push_max_attempts``. A push for an alert that is no longer new when its turn comes is
+dropped, except ``settled``. The leader wakes at once when an alert changes (after the
+commit, on this node, or on another node's announcement), else every
+``push_poll_seconds``. Delivery is at least once; a crash between the push service's answer
+and its record sends it again, and the phone's worker de-duplicates by the delivery id and
+replaces by the alert's tag.
+
+What the push service (a third party: Google, Mozilla, Apple) sees: the endpoint, the
+time, the size, ``Urgency`` and ``Topic: alert-<id>``, and a payload it cannot read
+(aes128gcm to the phone's key). What the phone shows, even locked: what and where: the
+reason in words and the address. No name, no door code, no notes, no contacts, no care
+notes; the page fetches those when the patrol opens the alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import json
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel, Field, field_validator
+from pywebpush import WebPusher
+from sqlalchemy import delete, event, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from camera_agent.backoff import backoff
+from supervision import audit, vapid
+from supervision.alert_states import AlertState
+from supervision.config import Settings
+from supervision.db import Database
+from supervision.errors import ServiceError
+from supervision.i18n import Translator
+from supervision.models import Alert, PushDelivery, PushSubscription, Recipient, User
+
+log = logging.getLogger("supervision.push")
+
+#: roles whose devices get every new alert (the others' only escalations, as shift lead)
+PATROL_ROLES = ("patrol", "admin")
+#: events sent only while their alert is still new (the point is to get it acknowledged)
+WHILE_NEW = frozenset({"raised", "escalated", "repeat"})
+#: rows claimed per round; requests in flight at once (worker threads)
+BATCH = 1000
+PARALLEL = 8
+#: finished rows are kept this long (what was sent to whom), then deleted
+KEEP = timedelta(days=2)
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+class SubscriptionKeys(BaseModel):
+    """``PushSubscription.toJSON().keys``: the phone's P-256 key and its auth secret."""
+
+    p256dh: str = Field(pattern=r"^[A-Za-z0-9_-]{86,88}={0,2}$")
+    auth: str = Field(pattern=r"^[A-Za-z0-9_-]{16,24}={0,2}$")
+
+    @field_validator("p256dh")
+    @classmethod
+    def _a_point(cls, value: str) -> str:
+        """A key no push could be encrypted to is refused now, not retried all night."""
+        raw = base64.urlsafe_b64decode(value.rstrip("=") + "=" * (-len(value.rstrip("=")) % 4))
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)  # ValueError: 422
+        return value
+
+
+class SubscriptionIn(BaseModel):
+    endpoint: str = Field(min_length=10, max_length=1024, pattern=r"^https?://[^\x00-\x20\x7f]+$")
+    keys: SubscriptionKeys
+    device: str = Field(default="", max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$",
+                        description="what the person calls it")
+
+
+def endpoint_allowed(endpoint: str, s: Settings) -> bool:
+    """Only https endpoints of the push services named in ``push_service_hosts`` (or their
+    sub-domains): a subscription makes the service POST to its endpoint, and it must not be
+    a way to make it POST anywhere else. Plain http only to a loopback address named there
+    (a push service played on the same machine, in tests)."""
+    try:
+        parts = urlsplit(endpoint)
+        host = (parts.hostname or "").lower()
+        _ = parts.port
+    except ValueError:
+        return False
+    if not host or parts.username or parts.password:
+        return False
+    named = any(host == h or host.endswith("." + h) for h in s.push_service_hosts)
+    if parts.scheme == "https":
+        return named
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return parts.scheme == "http" and named and loopback
+
+
+def _hash(endpoint: str) -> str:
+    return hashlib.sha256(endpoint.encode()).hexdigest()
+
+
+async def subscribe(database: Database, s: Settings, user: User,
+                    body: SubscriptionIn) -> int:
+    """Keep this device's subscription for ``user`` (a phone someone else used before is
+    theirs now); its id. Anyone signed in may subscribe: a patrol member's device gets
+    every alert, a shift lead's the escalations, anyone else's nothing until flagged."""
+    if not endpoint_allowed(body.endpoint, s):
+        raise ServiceError(422, "error.push_endpoint")
+    async with database.write() as db:
+        row = await _keep(db, user, body)
+        return row.id
+
+
+async def unsubscribe(database: Database, user: User, endpoint: str) -> bool:
+    """Forget this device's subscription, if it is ``user``'s; whether there was one."""
+    async with database.write() as db:
+        row = (await db.execute(select(PushSubscription).where(
+            PushSubscription.endpoint_hash == _hash(endpoint),
+            PushSubscription.user_id == user.id))).scalar_one_or_none()
+        if row is None:
+            return False
+        await _forget(db, [row.id])
+        await audit.append(db, user.username, "push.unsubscribed", f"user:{user.id}",
+                           {"subscription": row.id})
+        return True
+
+
+async def _keep(db: AsyncSession, user: User, body: SubscriptionIn) -> PushSubscription:
+    now = datetime.now(UTC)
+    key = _hash(body.endpoint)
+    row = (await db.execute(select(PushSubscription).where(
+        PushSubscription.endpoint_hash == key))).scalar_one_or_none()
+    if row is None:
+        row = PushSubscription(user_id=user.id, endpoint_hash=key, endpoint=body.endpoint,
+                               p256dh=body.keys.p256dh, auth=body.keys.auth,
+                               device=body.device, created_at=now)
+        db.add(row)
+    else:
+        row.user_id, row.p256dh, row.auth = user.id, body.keys.p256dh, body.keys.auth
+        row.device = body.device
+    await db.flush()
+    await audit.append(db, user.username, "push.subscribed", f"user:{user.id}",
+                       {"subscription": row.id, "device": body.device,
+                        "service": urlsplit(body.endpoint).hostname or ""})
+    return row
+
+
+async def _forget(db: AsyncSession, ids: Sequence[int]) -> None:
+    await db.execute(delete(PushDelivery).where(PushDelivery.subscription_id.in_(ids)))
+    await db.execute(delete(PushSubscription).where(PushSubscription.id.in_(ids)))
+
+
+# --- the outbox --------------------------------------------------------------------------------
+
+_wakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = (
+    weakref.WeakKeyDictionary())
+
+
+def _wake_event() -> asyncio.Event:
+    loop = asyncio.get_running_loop()
+    wake = _wakes.get(loop)
+    if wake is None:
+        wake = _wakes[loop] = asyncio.Event()
+    return wake
+
+
+def wake() -> None:
+    """Something may be due: the sender on this node (if it leads) looks now."""
+    _wake_event().set()
+
+
+async def enqueue(db: AsyncSession, alert_id: int, *, escalation: bool = False) -> int:
+    """The pushes this alert change calls for, as outbox rows in ``db``'s transaction
+    (``alert_feed.announce``); the sender is woken when it commits. Rows written."""
+    alert = await db.get(Alert, alert_id)
+    if alert is None:
+        return 0
+    if escalation:
+        event_name, targets = "escalated", await _targets(db, leads=True)
+    elif alert.state == AlertState.NEW.value:
+        event_name, targets = "raised", await _targets(db, leads=alert.escalated_at is not None)
+    else:
+        event_name, targets = "settled", await _settle_targets(db, alert.id)
+    return await _write(db, alert.id, event_name, targets)
+
+
+async def _targets(db: AsyncSession, *, leads: bool) -> list[int]:
+    who: ColumnElement[bool] = User.role.in_(PATROL_ROLES)
+    if leads:
+        who = or_(who, User.shift_lead.is_(True))
+    rows = await db.execute(select(PushSubscription.id).join(
+        User, User.id == PushSubscription.user_id).where(User.active.is_(True), who))
+    return list(rows.scalars())
+
+
+async def _settle_targets(db: AsyncSession, alert_id: int) -> list[int]:
+    """Devices sent this alert, once: the first change after new settles it."""
+    sent = select(PushDelivery.subscription_id, PushDelivery.event).where(
+        PushDelivery.alert_id == alert_id)
+    rows = (await db.execute(sent)).all()
+    if any(ev == "settled" for _, ev in rows):
+        return []
+    return sorted({sid for sid, _ in rows})
+
+
+async def _write(db: AsyncSession, alert_id: int, event_name: str,
+                 targets: Sequence[int]) -> int:
+    if not targets:
+        return 0
+    now = datetime.now(UTC)
+    await db.execute(insert(PushDelivery), [
+        {"alert_id": alert_id, "subscription_id": sid, "event": event_name,
+         "created_at": now, "attempts": 0, "next_attempt_at": now} for sid in targets])
+    if not db.info.get("push_wake"):
+        db.info["push_wake"] = True
+        signal = _wake_event()
+        event.listen(db.sync_session, "after_commit", lambda _s: signal.set(), once=True)
+    return len(targets)
+
+
+async def repeat_due(database: Database, s: Settings, now: datetime | None = None) -> int:
+    """Alerts still new whose newest push is ``push_repeat_seconds`` old go out again
+    (replacing the last on the phone: same tag); finished rows past ``KEEP`` are deleted.
+    Alerts pushed again."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=s.push_repeat_seconds)
+    last = (select(PushDelivery.alert_id, func.max(PushDelivery.created_at).label("last"))
+            .group_by(PushDelivery.alert_id).subquery())
+    repeated = 0
+    async with database.write() as db:
+        rows = (await db.execute(
+            select(Alert.id, Alert.escalated_at, Alert.created_at, last.c.last)
+            .outerjoin(last, last.c.alert_id == Alert.id)
+            .where(Alert.state == AlertState.NEW.value))).all()
+        for alert_id, escalated_at, created_at, newest in rows:
+            if (newest or created_at) > cutoff:
+                continue
+            targets = await _targets(db, leads=escalated_at is not None)
+            repeated += bool(await _write(db, alert_id, "repeat", targets))
+        await db.execute(delete(PushDelivery).where(
+            PushDelivery.next_attempt_at.is_(None), PushDelivery.created_at < now - KEEP))
+    return repeated
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    row: int
+    subscription: int
+    info: dict[str, Any]
+    data: bytes
+    topic: str
+    urgency: str
+    audience: str
+
+
+async def run(database: Database, s: Settings, *, seconds: float) -> int:
+    """The leader's duty: send what is due, then keep sending as alerts change (woken at
+    once) for ``seconds``. Pushes attempted."""
+    async with client(s) as http:
+        return await _run(database, s, http, seconds)
+
+
+async def _run(database: Database, s: Settings, http: aiohttp.ClientSession,
+               seconds: float) -> int:
+    signal = _wake_event()
+    end = time.monotonic() + seconds
+    sent = 0
+    while True:
+        signal.clear()  # before reading: a change committed after this wakes the wait
+        done = await deliver_due(database, s, http)
+        sent += done
+        left = end - time.monotonic()
+        if left <= 0:
+            return sent
+        if done:
+            continue  # more may be due
+        try:
+            await asyncio.wait_for(signal.wait(), left)
+        except TimeoutError:
+            return sent
+        except asyncio.CancelledError:  # stopped while idle (shutdown, leadership lost):
+            return sent  # nothing is half done, so this run simply ends
+
+
+async def deliver_due(database: Database, s: Settings, http: aiohttp.ClientSession) -> int:
+    """One round: claim the due rows, send them off the event loop, record the answers.
+    No transaction is held while the push services answer. Pushes attempted."""
+    now = datetime.now(UTC)
+    claim = now + timedelta(seconds=2 * s.push_timeout_seconds + 5)
+    free = or_(PushDelivery.claimed_until.is_(None), PushDelivery.claimed_until < now)
+    async with database.write() as db:
+        ids = list((await db.execute(
+            select(PushDelivery.id).where(PushDelivery.next_attempt_at <= now, free)
+            .order_by(PushDelivery.id).limit(BATCH))).scalars())
+        if not ids:
+            return 0
+        claimed = list((await db.execute(
+            update(PushDelivery).where(PushDelivery.id.in_(ids), free)
+            .values(claimed_until=claim).returning(PushDelivery.id))).scalars())
+        rows = (await db.execute(
+            select(PushDelivery, PushSubscription, Alert, Recipient, User.locale)
+            .join(PushSubscription, PushSubscription.id == PushDelivery.subscription_id)
+            .join(User, User.id == PushSubscription.user_id)
+            .join(Alert, Alert.id == PushDelivery.alert_id)
+            .join(Recipient, Recipient.id == Alert.recipient_id)
+            .where(PushDelivery.id.in_(claimed)).order_by(PushDelivery.id))).all()
+    jobs: list[_Job] = []
+    stale: list[int] = []
+    for row, sub, alert, recipient, locale in rows:
+        if row.event in WHILE_NEW and alert.state != AlertState.NEW.value:
+            stale.append(row.id)
+            continue
+        body = payload(alert, recipient, row.event, row.id,
+                       Translator(locale or s.default_locale))
+        parts = urlsplit(sub.endpoint)
+        jobs.append(_Job(row=row.id, subscription=sub.id,
+                         info={"endpoint": sub.endpoint,
+                               "keys": {"p256dh": sub.p256dh, "auth": sub.auth}},
+                         data=json.dumps(body, separators=(",", ":")).encode(),
+                         topic=f"alert-{alert.id}",
+                         urgency="normal" if row.event == "settled" else "high",
+                         audience=f"{parts.scheme}://{parts.netloc}"))
+    answers = await _send_all(jobs, s, http) if jobs else []
+    await _record(database, s, jobs, answers, stale)
+    return len(jobs)
+
+
+def payload(alert: Alert, recipient: Recipient, event_name: str, delivery: int,
+            t: Translator) -> dict[str, Any]:
+    """What the phone gets (and shows even when locked): what and where, nothing more."""
+    reason = t(f"reason.{alert.reason}")
+    if event_name == "settled":
+        title = t("push.settled", state=t(f"alert.state.{alert.state}"),
+                  name=alert.acknowledged_by or "")
+    else:
+        title = t(f"push.title.{event_name}", reason=reason)
+    return {"v": 1, "delivery": delivery, "alert": alert.id, "event": event_name,
+            "reason": alert.reason, "priority": alert.priority, "state": alert.state,
+            "escalated": alert.escalated_at is not None,
+            "at": alert.created_at.isoformat(), "address": recipient.address,
+            "title": title, "body": recipient.address,
+            "ack": t("patrol.do.acknowledged"), "url": f"/patrol#alert-{alert.id}"}
+
+
+async def _send_all(jobs: list[_Job], s: Settings, http: aiohttp.ClientSession
+                    ) -> list[tuple[int | None, str | None]]:
+    """Encrypt in worker threads (``pywebpush``: ECDH and AES-GCM per push, CPU work kept
+    off the event loop), then POST them all at once over the session's kept-alive
+    connections."""
+    key = vapid.current(vapid.key_file(s))
+    exp = int(time.time()) + 12 * 3600  # RFC 8292: at most 24 hours
+    signed = {aud: key.signer.sign({"sub": s.vapid_subject, "aud": aud, "exp": exp})
+              for aud in {j.audience for j in jobs}}
+    size = -(-len(jobs) // PARALLEL)
+    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    bodies = [body for chunk in await asyncio.gather(
+        *(asyncio.to_thread(_encrypt, c) for c in chunks)) for body in chunk]
+    return list(await asyncio.gather(*(
+        _post(http, job, body, signed[job.audience], s)
+        for job, body in zip(jobs, bodies, strict=True))))
+
+
+def _encrypt(jobs: list[_Job]) -> list[bytes | str]:
+    """Each payload encrypted to its phone's key (RFC 8291, aes128gcm), or why it cannot be."""
+    out: list[bytes | str] = []
+    for job in jobs:
+        try:
+            out.append(bytes(WebPusher(job.info).encode(job.data, "aes128gcm")["body"]))
+        except Exception as exc:  # a subscription whose keys are not a valid point
+            out.append(f"{type(exc).__name__}: {exc}"[:256])
+    return out
+
+
+async def _post(http: aiohttp.ClientSession, job: _Job, body: bytes | str,
+                vapid_headers: dict[str, str], s: Settings) -> tuple[int | None, str | None]:
+    if isinstance(body, str):
+        return None, body
+    headers = {**vapid_headers, "Content-Encoding": "aes128gcm", "TTL": str(s.push_ttl_seconds),
+               "Urgency": job.urgency, "Topic": job.topic,
+               "Content-Type": "application/octet-stream"}
+    try:
+        async with http.post(job.info["endpoint"], data=body, headers=headers) as reply:
+            if 200 <= reply.status < 300:
+                return reply.status, None
+            text = (await reply.text(errors="replace"))[:120]
+            return reply.status, f"HTTP {reply.status}: {text}"[:256]
+    except Exception as exc:  # refused, timed out, reset: one failed attempt
+        return None, f"{type(exc).__name__}: {exc}"[:256]
+
+
+def client(s: Settings) -> aiohttp.ClientSession:
+    """The sender's HTTP client: kept-alive connections to the push services."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=s.push_timeout_seconds),
+        connector=aiohttp.TCPConnector(limit=64, limit_per_host=32))
+
+
+async def _record(database: Database, s: Settings, jobs: list[_Job],
+                  answers: list[tuple[int | None, str | None]], stale: list[int]) -> None:
+    now = datetime.now(UTC)
+    delivered = [(j, code) for j, (code, error) in zip(jobs, answers, strict=True)
+                 if error is None]
+    gone = sorted({j.subscription for j, (code, _) in zip(jobs, answers, strict=True)
+                   if code in (404, 410)})
+    failed = [(j, code, error) for j, (code, error) in zip(jobs, answers, strict=True)
+              if error is not None and j.subscription not in gone]
+    async with database.write() as db:
+        done = {"claimed_until": None, "next_attempt_at": None}
+        if delivered:
+            await db.execute(update(PushDelivery).where(
+                PushDelivery.id.in_([j.row for j, _ in delivered])).values(
+                **done, delivered_at=now, attempts=PushDelivery.attempts + 1,
+                last_status=delivered[0][1]).execution_options(synchronize_session=False))
+            await db.execute(update(PushSubscription).where(PushSubscription.id.in_(
+                {j.subscription for j, _ in delivered})).values(last_ok_at=now)
+                .execution_options(synchronize_session=False))
+        if stale:
+            await db.execute(update(PushDelivery).where(PushDelivery.id.in_(stale)).values(
+                **done, last_error="alert no longer new").execution_options(
+                synchronize_session=False))
+        if gone:
+            await _forget(db, gone)
+            for sid in gone:
+                await audit.append(db, "push", "push.gone", f"subscription:{sid}", {})
+            log.info("forgot %d push subscription(s) their push service says are gone",
+                     len(gone))
+        for job, code, error in failed:
+            await _failed(db, s, job, code, error or "", now)
+
+
+async def _failed(db: AsyncSession, s: Settings, job: _Job, code: int | None, error: str,
+                  now: datetime) -> None:
+    row = await db.get(PushDelivery, job.row)
+    if row is None:
+        return
+    row.attempts += 1
+    row.last_status, row.last_error, row.claimed_until = code, error, None
+    if row.attempts >= s.push_max_attempts:
+        row.next_attempt_at = None
+        log.error("push %d (alert %d, %s) given up after %d attempts: %s",
+                  row.id, row.alert_id, row.event, row.attempts, error)
+        await audit.append(db, "push", "push.failed", f"alert:{row.alert_id}",
+                           {"delivery": row.id, "subscription": row.subscription_id,
+                            "attempts": row.attempts, "error": error})
+        return
+    wait = backoff(row.attempts, s.push_backoff_base_seconds, s.push_backoff_cap_seconds)
+    row.next_attempt_at = now + timedelta(seconds=wait)
+    log.warning("push %d (alert %d) attempt %d failed: %s; again in %.1f s",
+                row.id, row.alert_id, row.attempts, error, wait)

@@ -1,0 +1,28 @@
+// The period report's chart: checks per night by result, drawn by the vendored uPlot
+// (static/vendor/uplot, MIT) from the figures the page carries; the table below has them too.
+import { t } from './common.js';
+
+const data = JSON.parse(document.getElementById('chart-data').textContent);
+const box = document.getElementById('chart');
+const SERIES = [
+  ['on_time', 'on-time', '#2e7d32'], ['late', 'late', '#b26a00'], ['missed', 'missed', '#c62828'],
+  ['skipped', 'skipped', '#6d6d6d'], ['no_lookin', 'no-lookin', '#6a1b9a'],
+];
+
+function draw() {
+  const nights = data.nights;
+  const xs = nights.map((n) => Date.parse(`${n.night}T12:00:00Z`) / 1000);
+  const options = {
+    width: Math.max(280, box.clientWidth), height: 260,
+    scales: { x: { time: true } },
+    axes: [{ values: (u, ticks) => ticks.map((s) => new Date(s * 1000).toISOString().slice(5, 10)) }, {}],
+    series: [{}, ...SERIES.map(([, cat, stroke]) => ({ label: t(`manage.report.cat.${cat}`), stroke, width: 2, points: { show: true } }))],
+  };
+  box.replaceChildren();
+  // eslint-disable-next-line no-undef
+  return new uPlot(options, [xs, ...SERIES.map(([key]) => nights.map((n) => n[key]))], box);
+}
+
+let plot = draw();
+box.dataset.drawn = 'true';
+window.addEventListener('resize', () => { plot.destroy(); plot = draw(); });

@@ -1,0 +1,203 @@
+"""The people and recipient pages in Chromium, as the roles that use them: an admin adds a
+person and gets a one-time link, the new person sets a password through it and signs in; a
+manager edits a recipient and records consent, after which the plan's own consent inputs
+are read-only; everyone changes their own password on the account page (reached from the
+header). One service and one browser for the module."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import FLAGS, login
+from tests.conftest import CHROMIUM, need
+from tests.harness import Service, make_service
+from tests.people import Person
+
+NEW_PASSWORD = "blåbärssylt på lördag"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = make_service(tmp_path_factory.mktemp("people_pages") / "svc")
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One browser for the module (its tests are all synchronous)."""
+    need(os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def page_of(chromium: Any, errors: list[str]) -> Any:
+    ctx = chromium.new_context(locale="sv-SE", timezone_id="Europe/Stockholm")
+    page = ctx.new_page()
+    page.set_default_timeout(10_000)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: d.accept())
+    return page
+
+
+def test_admin_adds_a_person_who_sets_a_password_by_the_link(service: Service,
+                                                             chromium: Any) -> None:
+    errors: list[str] = []
+    admin = page_of(chromium, errors)
+    try:
+        login(admin, service.url, "admin")
+        admin.click("header nav a[href='/admin/users']")
+        admin.wait_for_url("**/admin/users")
+        admin.locator("#users tr[data-user=chef]").wait_for()
+        admin.fill("#add-user input[name=username]", "maja")
+        admin.fill("#add-user input[name=display_name]", "Maja Nattsköterska")
+        admin.select_option("#add-user select[name=role]", "staff")
+        admin.click("#add-user button[type=submit]")
+        link_text = admin.locator("#link")
+        link_text.wait_for()
+        found = re.search(r"(https?://\S+/account/password/[\w-]+)", link_text.inner_text())
+        assert found, link_text.inner_text()
+        row = admin.locator("#users tr[data-user=maja]")
+        row.wait_for()
+        assert row.locator(".state").inner_text() == "väntar på lösenord"
+    finally:
+        admin.context.close()
+
+    newcomer = page_of(chromium, errors)
+    try:
+        newcomer.goto(found.group(1))
+        assert "Maja Nattsköterska" in newcomer.inner_text("main")
+        newcomer.fill("#set-password input[name=password]", "sommaren2024!")  # too common
+        newcomer.click("#set-password button[type=submit]")
+        newcomer.locator("#status.error").wait_for()
+        assert newcomer.inner_text("#status").strip(), "the refusal says why, in Swedish"
+        newcomer.fill("#set-password input[name=password]", NEW_PASSWORD)
+        newcomer.click("#set-password button[type=submit]")
+        newcomer.locator("#status a[href='/login']").wait_for()
+        login(newcomer, service.url, "maja", NEW_PASSWORD)
+        assert newcomer.url.endswith("/rounds"), newcomer.url
+        assert "Maja Nattsköterska" in newcomer.inner_text("header .who")
+        newcomer.goto(found.group(1))  # spent: the page says so, no form
+        assert newcomer.locator("#set-password").count() == 0
+    finally:
+        newcomer.context.close()
+    assert not errors, errors
+
+
+def test_manager_edits_a_recipient_and_records_consent(service: Service, chromium: Any) -> None:
+    errors: list[str] = []
+    page = page_of(chromium, errors)
+    try:
+        login(page, service.url, "chef")
+        page.goto(service.url + "/manage/recipients/2")
+        given = page.locator("#plan-consent #consent-given")
+        given.wait_for(state="attached")
+        assert given.is_enabled(), "no record yet: the plan's consent applies"
+        assert page.locator("#plan-consent-on-record").is_hidden()
+        page.click("#details summary")
+        page.fill("#recipient-form input[name=unit]", "Söder")
+        page.fill("#recipient-form textarea[name=care_notes]", "Sover med lampa tänd")
+        page.click("#add-contact")
+        contact = page.locator("#contacts li").last
+        contact.locator("input[name='contact.name']").fill("Eva Ek")
+        contact.locator("input[name='contact.relation']").fill("dotter")
+        contact.locator("input[name='contact.phone']").fill("070-123 45 67")
+        page.click("#recipient-form button[type=submit]")
+        page.wait_for_function(
+            "() => document.getElementById('details-status').textContent.trim() !== ''")
+        assert "error" not in (page.get_attribute("#details-status", "class") or ""), \
+            page.inner_text("#details-status")
+
+        page.click("#consent-records details summary")
+        page.select_option("#consent-form select[name=party]", "person")
+        page.fill("#consent-form input[name=name]", "Bertil Ek")
+        page.select_option("#consent-form select[name=method]", "written")
+        page.fill("#consent-form input[name=document_ref]", "DNR 2026/7")
+        page.fill("#consent-form input[name=given_on]", "2026-01-02")
+        page.click("#consent-form button[type=submit]")
+        page.locator("#consent-list li[data-record]").wait_for()
+        assert "DNR 2026/7" in page.inner_text("#consent-list")
+        # the records decide now: the plan's consent inputs are read-only, with the note
+        page.wait_for_function("() => document.getElementById('plan-consent').disabled")
+        assert given.is_disabled() and page.locator("#plan-consent-on-record").is_visible()
+        page.reload()
+        assert given.is_disabled(), "and so after a reload"
+    finally:
+        page.context.close()
+    assert not errors, errors
+    chef = Person(service.url, "chef")
+    detail = chef.get("/api/recipients/2").json()
+    assert detail["unit"] == "Söder" and detail["care_notes"] == "Sover med lampa tänd"
+    assert detail["contacts"] == [{"name": "Eva Ek", "relation": "dotter",
+                                   "phone": "070-123 45 67"}]
+    assert detail["consent"]["on_record"] and detail["consent"]["state"] == "valid"
+
+
+def test_everyone_changes_their_own_password(service: Service, chromium: Any) -> None:
+    errors: list[str] = []
+    page = page_of(chromium, errors)
+    try:
+        login(page, service.url, "patrull")
+        page.click("header a.who")
+        page.wait_for_url("**/account")
+        page.fill("#own-password input[name=current]", "fel")
+        page.fill("#own-password input[name=new]", NEW_PASSWORD)
+        page.click("#own-password button[type=submit]")
+        page.locator("#status.error").wait_for()
+        page.fill("#own-password input[name=current]", "patrull")
+        page.fill("#own-password input[name=new]", NEW_PASSWORD)
+        page.click("#own-password button[type=submit]")
+        page.wait_for_function(
+            "() => { const s = document.getElementById('status');"
+            " return s.textContent.trim() !== '' && !s.classList.contains('error'); }")
+        assert page.goto(service.url + "/patrol").ok, "this session stays signed in"
+    finally:
+        page.context.close()
+    assert not errors, errors
+    Person(service.url, "patrull", NEW_PASSWORD)  # the new password signs in
+    with pytest.raises(AssertionError):
+        Person(service.url, "patrull")  # and the old one no longer does
+
+
+def test_the_data_dir_holds_no_password(service: Service) -> None:
+    """Nothing written as the service ran names the new passwords in the clear."""
+    for path in Path(service.root).rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert NEW_PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_the_period_report_draws_its_chart(service: Service, chromium: Any) -> None:
+    """uPlot, served from our own origin, draws under the page's CSP (no inline script or
+    style), with no error; the tables and their CSV links are there beside it."""
+    errors: list[str] = []
+    page = page_of(chromium, errors)
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if r.status >= 400
+            and not r.url.endswith("/favicon.ico") else None)
+    page.on("console", lambda m: refused.append(m.text)
+            if "Content Security Policy" in m.text else None)
+    try:
+        login(page, service.url, "chef")
+        page.click("header nav a[href='/reports/night']")
+        page.wait_for_url("**/reports/night")
+        page.locator("#night-counts").wait_for()
+        page.click("a[href='/reports/period']")
+        page.wait_for_url("**/reports/period")
+        page.locator("#chart canvas").wait_for()
+        assert page.locator("#chart .u-legend").inner_text().count("i tid") == 1
+        assert page.locator("#table-by_unit a.csv").get_attribute("href", timeout=1000)
+    finally:
+        page.context.close()
+    assert not errors and not refused, (errors, refused)
