@@ -68,21 +68,46 @@ def _visit(session: str, check: Check, camera_id: str, viewer: User, nonce: str,
     return visit
 
 
+async def lookable(db: AsyncSession, check_id: int, now: datetime) -> tuple[Check, datetime]:
+    """The check, if it may be looked in on now (open, inside its window, allowed by the
+    plan: the agent asks the same question, refused here first), and the latest a look-in
+    on it may last to. The window's end is a hard limit, and so is the end of the plan
+    window that allows it (a follow-up's is extended), where the agent stops by its own
+    plan too: no ticket and no TURN credential reaches past it."""
+    check = await check_of(db, check_id)
+    if check.state != State.OPEN or not (check.opens_at <= now < check.closes_at):
+        raise ServiceError(409, "error.outside_window")
+    found = await current_plan(db, check.recipient_id)
+    if found is None:
+        raise ServiceError(409, "error.no_plan")
+    decision = schedules.authorise(found[1], now, check.follow_ups)
+    if not decision.allowed:
+        raise ServiceError(409, "error.not_authorised", reason=decision.code,
+                           words={"reason": f"agents.reason.{decision.code}"})
+    return check, min(check.closes_at, decision.until) if decision.until else check.closes_at
+
+
+async def ice(rt: Runtime, user: User, check_id: int) -> turn.IceConfig:
+    """The browser's ICE servers, before its offer: only while this check may be looked in
+    on now, with a TURN credential of its own that ends no later than a ticket for it could
+    (the plan's maximum, the window's end)."""
+    require_viewer(user)
+    now = datetime.now(UTC)
+    async with rt.read() as db:
+        check, end = await lookable(db, check_id, now)
+    limit = min(end, now + timedelta(seconds=check.max_lookin_seconds))
+    if limit - now < timedelta(seconds=1):  # as for a ticket: no look-in fits any more
+        raise ServiceError(409, "error.outside_window")
+    return turn.ice_config(rt.settings, f"check{check.id}-user{user.id}-{secrets.token_hex(4)}",
+                           now, limit)
+
+
 async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
     """Every server-side condition, then a ticket, then the relay. The agent checks again."""
     require_viewer(user)
     now = datetime.now(UTC)
     async with rt.write() as db:
-        check = await check_of(db, check_id)
-        if check.state != State.OPEN or not (check.opens_at <= now < check.closes_at):
-            raise ServiceError(409, "error.outside_window")
-        found = await current_plan(db, check.recipient_id)
-        if found is None:
-            raise ServiceError(409, "error.no_plan")
-        decision = schedules.authorise(found[1], now, check.follow_ups)
-        if not decision.allowed:  # the agent asks the same question; refuse it here first
-            raise ServiceError(409, "error.not_authorised", reason=decision.code,
-                               words={"reason": f"agents.reason.{decision.code}"})
+        check, end = await lookable(db, check_id, now)
         # the camera's row is locked (PostgreSQL) so two viewers cannot both get a ticket
         camera = (await db.execute(select(Camera).where(
             Camera.recipient_id == check.recipient_id, Camera.revoked.is_(False),
@@ -95,10 +120,6 @@ async def start(rt: Runtime, user: User, check_id: int, offer: str) -> Started:
             viewer = await db.get(User, busy.viewer_id)
             raise ServiceError(409, "error.being_viewed",
                                viewer=viewer.display_name if viewer else "?")
-        # the window's end is a hard limit: no ticket reaches past it
-        # ... nor past the end of the plan window that allows it (a follow-up's is
-        # extended), which is where the agent stops by its own plan too
-        end = min(check.closes_at, decision.until) if decision.until else check.closes_at
         seconds = math.floor(min(check.max_lookin_seconds, (end - now).total_seconds()))
         if seconds < 1:
             raise ServiceError(409, "error.outside_window")

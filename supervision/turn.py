@@ -9,7 +9,7 @@ and no camera holds a long-lived TURN credential. The username's second part nam
 is for (the visit for a camera; check, viewer and a nonce for a browser, whose credential
 is minted before the visit exists), so coturn's log says whose relay it was.
 
-The browser asks (``for_viewer``) before making its offer, since its offer must already
+The browser asks (``lookins.ice``) before making its offer, since its offer must already
 carry its relayed candidates; the camera gets its servers in the ``lookin`` message
 (``lookin_fields``). With ``ice_transport_policy = "relay"`` both sides are told to use
 relayed candidates only.
@@ -21,19 +21,12 @@ import base64
 import hashlib
 import hmac
 import math
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-import schedules
-from supervision.checks import State
 from supervision.config import Settings
-from supervision.errors import ServiceError
-from supervision.models import Check, User
-from supervision.plans import current_plan
-from supervision.runtime import Runtime
 
 
 class IceServer(BaseModel):
@@ -96,29 +89,3 @@ def lookin_fields(settings: Settings, session: str, now: datetime,
     config = ice_config(settings, session, now, not_after)
     return {"ice_servers": [s.model_dump(exclude_none=True) for s in config.ice_servers],
             "ice_transport_policy": config.ice_transport_policy}
-
-
-async def for_viewer(rt: Runtime, user: User, check_id: int) -> IceConfig:
-    """The browser's part, before its offer: only while this check may be looked in on
-    now (open, inside its window, allowed by the plan), ending no later than a ticket for
-    it could (the plan's maximum, the window's end). The router admits staff only."""
-    now = datetime.now(UTC)
-    async with rt.read() as db:
-        check = await db.get(Check, check_id)
-        if check is None:
-            raise ServiceError(404, "error.no_check")
-        if check.state != State.OPEN or not (check.opens_at <= now < check.closes_at):
-            raise ServiceError(409, "error.outside_window")
-        found = await current_plan(db, check.recipient_id)
-        if found is None:
-            raise ServiceError(409, "error.no_plan")
-        decision = schedules.authorise(found[1], now, check.follow_ups)
-    if not decision.allowed:
-        raise ServiceError(409, "error.not_authorised", reason=decision.code,
-                           words={"reason": f"agents.reason.{decision.code}"})
-    limit = min(check.closes_at, decision.until or check.closes_at,
-                now + timedelta(seconds=check.max_lookin_seconds))
-    if limit - now < timedelta(seconds=1):  # as for a ticket: no look-in fits any more
-        raise ServiceError(409, "error.outside_window")
-    return ice_config(rt.settings, f"check{check.id}-user{user.id}-{secrets.token_hex(4)}",
-                      now, limit)

@@ -69,7 +69,7 @@ async def lookin_ice(check_id: RowId, rt: Runtime = Depends(runtime),
     """STUN/TURN servers for a look-in about to start, with a TURN credential minted for
     this viewer that ends no later than the look-in could (asked before the offer, which
     must carry the relayed candidates). Only while the check may be looked in on."""
-    return await turn.for_viewer(rt, current.user, check_id)
+    return await lookins.ice(rt, current.user, check_id)
 
 
 @router.post("/checks/{check_id}/lookin", response_model=LookinStarted,
