@@ -1,4 +1,5 @@
-"""An admin sees every camera live, registers one (enrolment code), and revokes one."""
+"""An admin sees every camera live with how its picture leaves the device, registers one
+(enrolment code), and revokes one."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ def test_admin_registers_and_revokes_cameras(service: Service, browser) -> None:
         page.wait_for_function(
             "() => document.querySelectorAll('li.camera .pill.ok').length === 3", timeout=15_000)
         assert "Astrid Lindqvist" in page.inner_text("#cameras")
+        # each camera says how its picture leaves the device, and why (synthetic: encoded)
+        page.wait_for_function("() => document.querySelectorAll('li.camera')[0]"
+                               ".innerText.includes('decoded and encoded on the device')",
+                               timeout=10_000)
+        assert "not an RTSP camera" in page.inner_text("li.camera >> nth=0")
 
         page.click("#register button[type=submit]")
         code = page.locator("#code")

@@ -25,6 +25,11 @@ DYNAMIC = ([f"outcome.{o.value}" for o in Outcome] + [f"state.{s.value}" for s i
                                       "skip-night", "no-consent")]
            + [f"manage.warning.{w}" for w in ("no-camera", "camera-not-enrolled",
                                               "camera-offline")]
+           # the agent's video path and why (camera_agent/video_path.py), on the admin page
+           + [f"admin.cameras.video.{p}" for p in ("passthrough", "encode")]
+           + [f"admin.cameras.video_reason.{r}" for r in (
+               "rtsp-h264-unprocessed", "not-rtsp", "masks", "enhance", "passthrough-off",
+               "camera-not-h264", "viewer-no-h264")]
            # how a look-in ends: the agent's reasons and the service's own (lookins.py)
            + [f"agents.end.{e}" for e in ("expired", "ended", "revoked", "agent-stopping",
                                           "peer-failed", "peer-closed", "peer-disconnected",

@@ -14,6 +14,11 @@ function reasonText(code) {
   return t(key) === key ? code : t(key);
 }
 
+function reasonOf(prefix, code) {
+  const key = prefix + code;
+  return t(key) === key ? (code || '') : t(key);
+}
+
 function healthLine(h) {
   if (!h) return '';
   const parts = [];
@@ -24,6 +29,10 @@ function healthLine(h) {
   if (h.clock_offset_seconds != null) {
     const offset = t('admin.cameras.clock', { seconds: h.clock_offset_seconds.toFixed(2) });
     parts.push(h.clock_off ? `⚠ ${offset} ${t('admin.cameras.clock_off')}` : offset);
+  }
+  if (h.video_path) {  // how a look-in's picture leaves the device, and why
+    parts.push(t('admin.cameras.video_path', {
+      path: t('admin.cameras.video.' + h.video_path), why: reasonOf('admin.cameras.video_reason.', h.video_path_reason) }));
   }
   if (h.last_lookin) parts.push(`${t('agents.cameras.last_lookin')}: ${endText(h.last_lookin, h.last_lookin_detail)}`);
   return parts.join(' · ');
