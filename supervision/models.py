@@ -304,6 +304,9 @@ class PushSubscription(Base):
     p256dh: Mapped[str] = mapped_column(String(128))
     auth: Mapped[str] = mapped_column(String(64))
     device: Mapped[str] = mapped_column(String(128), default="")
+    #: the web session that subscribed (``web_sessions.id``): pushes go only to devices
+    #: whose session lives, so signing out (or its expiry) stops them
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime]
     last_ok_at: Mapped[datetime | None] = mapped_column(nullable=True)
 

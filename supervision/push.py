@@ -64,7 +64,14 @@ from supervision.config import Settings
 from supervision.db import Database
 from supervision.errors import ServiceError
 from supervision.i18n import Translator
-from supervision.models import Alert, PushDelivery, PushSubscription, Recipient, User
+from supervision.models import (
+    Alert,
+    PushDelivery,
+    PushSubscription,
+    Recipient,
+    User,
+    WebSession,
+)
 
 log = logging.getLogger("supervision.push")
 
@@ -130,15 +137,15 @@ def _hash(endpoint: str) -> str:
     return hashlib.sha256(endpoint.encode()).hexdigest()
 
 
-async def subscribe(database: Database, s: Settings, user: User,
-                    body: SubscriptionIn) -> int:
+async def subscribe(database: Database, s: Settings, user: User, body: SubscriptionIn,
+                    session_id: str) -> int:
     """Keep this device's subscription for ``user`` (a phone someone else used before is
     theirs now); its id. Anyone signed in may subscribe: a patrol member's device gets
     every alert, a shift lead's the escalations, anyone else's nothing until flagged."""
     if not endpoint_allowed(body.endpoint, s):
         raise ServiceError(422, "error.push_endpoint")
     async with database.write() as db:
-        row = await _keep(db, user, body)
+        row = await _keep(db, user, body, session_id)
         return row.id
 
 
@@ -156,7 +163,8 @@ async def unsubscribe(database: Database, user: User, endpoint: str) -> bool:
         return True
 
 
-async def _keep(db: AsyncSession, user: User, body: SubscriptionIn) -> PushSubscription:
+async def _keep(db: AsyncSession, user: User, body: SubscriptionIn,
+                session_id: str) -> PushSubscription:
     now = datetime.now(UTC)
     key = _hash(body.endpoint)
     row = (await db.execute(select(PushSubscription).where(
@@ -164,11 +172,11 @@ async def _keep(db: AsyncSession, user: User, body: SubscriptionIn) -> PushSubsc
     if row is None:
         row = PushSubscription(user_id=user.id, endpoint_hash=key, endpoint=body.endpoint,
                                p256dh=body.keys.p256dh, auth=body.keys.auth,
-                               device=body.device, created_at=now)
+                               device=body.device, session_id=session_id, created_at=now)
         db.add(row)
     else:
         row.user_id, row.p256dh, row.auth = user.id, body.keys.p256dh, body.keys.auth
-        row.device = body.device
+        row.device, row.session_id = body.device, session_id
     await db.flush()
     await audit.append(db, user.username, "push.subscribed", f"user:{user.id}",
                        {"subscription": row.id, "device": body.device,
@@ -219,8 +227,13 @@ async def _targets(db: AsyncSession, *, leads: bool) -> list[int]:
     who: ColumnElement[bool] = User.role.in_(PATROL_ROLES)
     if leads:
         who = or_(who, User.shift_lead.is_(True))
+    # only devices whose web session lives: a phone signed out (or whose session ran out)
+    # hears nothing more, as its page gets nothing more
     rows = await db.execute(select(PushSubscription.id).join(
-        User, User.id == PushSubscription.user_id).where(User.active.is_(True), who))
+        User, User.id == PushSubscription.user_id).join(
+        WebSession, (WebSession.id == PushSubscription.session_id)
+        & (WebSession.user_id == User.id)).where(
+        User.active.is_(True), who, WebSession.expires_at > datetime.now(UTC)))
     return list(rows.scalars())
 
 

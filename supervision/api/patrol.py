@@ -83,7 +83,8 @@ async def push_subscribe(body: push.SubscriptionIn, rt: Runtime = Depends(runtim
                          current: Who = Depends(signed_in)) -> dict[str, int]:
     """This device gets alerts by push (a patrol member's every alert, a shift lead's the
     escalations); the endpoint must be one of the known push services."""
-    return {"id": await push.subscribe(rt.database, rt.settings, current.user, body)}
+    return {"id": await push.subscribe(rt.database, rt.settings, current.user, body,
+                                       current.session.id)}
 
 
 @router.post("/api/push/unsubscribe", status_code=204,

@@ -57,6 +57,10 @@ def test_pushes_reach_the_right_devices_verified_decrypted_and_saying_only_what_
     for person, device in ((patrol, phone), (patrol, flaky), (patrol, gone), (kvall, lead),
                            (chef, manager)):
         subscribe(person, device)
+    # a phone whose session signed out hears nothing more, as its page hears nothing more
+    leaving = Person(svc.url, "patrull")
+    subscribe(leaving, played.device("left"))
+    assert leaving.http.post("/logout", data={"csrf": leaving.csrf}).status_code == 303
     # the service POSTs only to the push services it knows, and never to a lookalike
     bad = played.device("bad").subscription() | {"endpoint": "https://evil.example/push/x"}
     refused = patrol.post("/api/push/subscriptions", bad)
@@ -96,6 +100,7 @@ def test_pushes_reach_the_right_devices_verified_decrypted_and_saying_only_what_
     assert [p.answered for p in flaky_got][:2] == [500, 201], [p.answered for p in flaky_got]
     # nobody but patrol (and, later, shift leads) hears a new alert
     assert not events(played.pushes(), "lead", alert) and not played.pushes("manager")
+    assert not played.pushes("left"), "signed out: no push"
 
     # not acknowledged: pushed again (same tag: it replaces), then escalated to the lead
     got = played.wait(lambda g: "escalated" in events(g, "lead", alert)
