@@ -196,6 +196,9 @@ class Nodes:
     async def _message(self, msg: dict[str, Any]) -> None:
         if "b" in msg:
             raw = str(msg["b"])
+        elif not isinstance(msg.get("id"), int):
+            log.warning("a message without a body or a row ignored")
+            return
         else:
             async with self.database.write() as db:
                 raw = (await db.execute(delete(NodeMessage).where(
@@ -225,7 +228,13 @@ class Nodes:
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        """A message handled: a failure is logged, never left unread on the task."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a message from another node failed", exc_info=task.exception())
 
     # --- the listening connection -------------------------------------------------
 
