@@ -6,7 +6,8 @@ A simulated fleet of agents speaks the real link protocol (challenge, Ed25519-si
 plan acknowledgements, a heartbeat every ``--heartbeat`` seconds, the real agent's default)
 from this one asyncio process, spread over the nodes, each knowing every node's address
 and redialling the next one with backoff when its node goes. Patrol sockets are spread
-over the nodes too.
+over the nodes too, from a process of their own (so that the agents' event loop does not
+hold up their receive times).
 
 1. Idle: every agent linked; each node's CPU and RSS over ``--idle`` seconds.
 2. The cliff: every recipient's check window opens at the same minute (plus ``--no-camera``
@@ -232,16 +233,36 @@ class Patrol:
         self.got: list[tuple[float, str]] = []
         self.ready = asyncio.Event()
 
-    async def run(self, node: Node, cookie: str) -> None:
-        uri = node.url.replace("http://", "ws://") + "/ws/patrol"
+    async def run(self, url: str, cookie: str) -> None:
+        uri = url.replace("http://", "ws://") + "/ws/patrol"
         async with websockets.connect(uri, additional_headers={"Cookie": cookie},
-                                      origin=node.url, max_size=None,
+                                      origin=url, max_size=None,
                                       ping_interval=None) as ws:
             await ws.recv()
             self.ready.set()
             append, clock = self.got.append, time.time
             async for text in ws:
                 append((clock(), str(text)))
+
+
+async def patrol_worker(urls: list[str], cookie: str, count: int) -> None:
+    """The patrol sockets in a process of their own (``--patrol-worker``), so that their
+    receive times are not held up by the 5,000 simulated agents' event loop: "ready" on
+    stdout once every socket has its snapshot, then, when stdin closes, one JSON line per
+    socket with what it received."""
+    patrols = [Patrol() for _ in range(count)]
+    tasks = []
+    for i in range(0, count, 50):
+        batch = patrols[i:i + 50]
+        tasks += [asyncio.ensure_future(p.run(urls[(i + k) % len(urls)], cookie))
+                  for k, p in enumerate(batch)]
+        await asyncio.wait_for(asyncio.gather(*(p.ready.wait() for p in batch)), 60)
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for task in tasks:
+        task.cancel()
+    for patrol in patrols:
+        print(json.dumps(patrol.got), flush=True)
 
 
 async def wait_for(what: str, check: Any, timeout: float, every: float = 0.2) -> float:
@@ -300,15 +321,16 @@ async def main(args: argparse.Namespace) -> None:
         await wait_for("every agent linked", all_linked, 300, 0.5)
         print(f"{len(agents)} agents linked in {time.monotonic() - began:.1f} s", flush=True)
 
-        patrols = [Patrol() for _ in range(args.patrols)]
         person = Person(nodes[0].url, "patrull")
         cookie = "; ".join(f"{k}={v}" for k, v in person.http.cookies.items())
-        for i in range(0, len(patrols), 50):
-            batch = patrols[i:i + 50]
-            tasks += [asyncio.ensure_future(p.run(nodes[(i + k) % len(nodes)], cookie))
-                      for k, p in enumerate(batch)]
-            await asyncio.wait_for(asyncio.gather(*(p.ready.wait() for p in batch)), 60)
-        print(f"{len(patrols)} patrol sockets on {len(nodes)} nodes", flush=True)
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--patrol-worker", "--patrols", str(args.patrols),
+            "--cookie", cookie, *[n.url for n in nodes],
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26)
+        assert worker.stdout is not None and worker.stdin is not None
+        if (await asyncio.wait_for(worker.stdout.readline(), 120)).strip() != b"ready":
+            raise SystemExit("the patrol sockets did not connect")
+        print(f"{args.patrols} patrol sockets on {len(nodes)} nodes (own process)", flush=True)
 
         # 1. idle cost
         await asyncio.sleep(args.heartbeat)  # past the linking burst and one heartbeat round
@@ -365,11 +387,15 @@ async def main(args: argparse.Namespace) -> None:
                 raise SystemExit(f"ack {alert_id}: {reply.status_code} {reply.text}")
             await asyncio.sleep(0.05)
         await asyncio.sleep(3)
+        worker.stdin.close()
+        received = [json.loads(line) for line in
+                    (await asyncio.wait_for(worker.stdout.read(), 120)).splitlines() if line]
+        await worker.wait()
         latencies: list[float] = []
         duplicates = lost = 0
-        for patrol in patrols:
+        for got in received:
             seen: Counter[tuple[int, str]] = Counter()
-            for at, text in patrol.got:
+            for at, text in got:
                 msg = json.loads(text)
                 if msg.get("type") != "alert" or msg.get("repeat"):
                     continue
@@ -380,7 +406,7 @@ async def main(args: argparse.Namespace) -> None:
             duplicates += sum(n - 1 for n in seen.values() if n > 1)
             lost += sum(1 for a in alerts for s in ("new", "acknowledged")
                         if seen[(a, s)] == 0)
-        print(f"{len(alerts)} alerts x {len(patrols)} sockets: ack latency p50 "
+        print(f"{len(alerts)} alerts x {len(received)} sockets: ack latency p50 "
               f"{percentile(latencies, .5):.0f} ms p99 {percentile(latencies, .99):.0f} ms, "
               f"duplicates {duplicates}, lost {lost}", flush=True)
         for client in patrol_http:
@@ -445,4 +471,11 @@ if __name__ == "__main__":
     parser.add_argument("--no-camera", type=int, default=50)
     parser.add_argument("--heartbeat", type=float, default=15.0)
     parser.add_argument("--idle", type=float, default=30.0)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--patrol-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cookie", default="", help=argparse.SUPPRESS)
+    parser.add_argument("urls", nargs="*", help=argparse.SUPPRESS)
+    parsed = parser.parse_args()
+    if parsed.patrol_worker:
+        asyncio.run(patrol_worker(parsed.urls, parsed.cookie, parsed.patrols))
+    else:
+        asyncio.run(main(parsed))
