@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import httpx
 import websockets
 
 import schedules
+from bench.figures import print_latencies
 from supervision.db import make_engine, make_sessionmaker
 from supervision.demo import demo_plan
 from supervision.models import Plan, Recipient
@@ -40,11 +40,6 @@ from tests.harness import Service, make_service
 from tests.people import Person
 
 T = TypeVar("T")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def seed_recipients(database_url: str, n: int) -> None:
@@ -210,13 +205,7 @@ def main() -> None:
                                             args.deadline))
         finally:
             svc.stop()
-    if latencies:
-        print(f"mean={statistics.mean(latencies):.1f} ms max={max(latencies):.1f} ms "
-              f"p90={percentile(latencies, 0.9):.1f} ms")
-    p50 = percentile(latencies, 0.5) if latencies else float("nan")
-    p99 = percentile(latencies, 0.99) if latencies else float("nan")
-    print(f"clients={args.clients} alerts={args.alerts} p50_ms={p50:.0f} p99_ms={p99:.0f} "
-          f"lost={lost}")
+    print_latencies(latencies, f"clients={args.clients} alerts={args.alerts}", lost)
 
 
 if __name__ == "__main__":

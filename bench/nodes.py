@@ -53,6 +53,7 @@ import websockets
 from sqlalchemy import select
 
 import schedules
+from bench.figures import percentile
 from camera_agent.backoff import backoff
 from camera_agent.identity import Identity
 from camera_agent.protocol import (
@@ -73,11 +74,6 @@ from tests.people import Person
 
 PG = os.environ.get("SUPERVISION_TEST_POSTGRES_URL",
                     "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def raw_url(url: str) -> str:

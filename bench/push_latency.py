@@ -22,7 +22,6 @@ import asyncio
 import base64
 import json
 import multiprocessing
-import statistics
 import sys
 import tempfile
 import time
@@ -34,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import http_ece
 import httpx
 
-from bench.alert_latency import percentile, seed_recipients
+from bench.alert_latency import seed_recipients
+from bench.figures import print_latencies
 from tests.harness import Service, free_port, make_service, wait_http
 from tests.people import Person
 from tests.push.conftest import Device
@@ -175,13 +175,7 @@ def main() -> None:
         finally:
             svc.stop()
             receiver.stop()
-    if latencies:
-        print(f"mean={statistics.mean(latencies):.1f} ms max={max(latencies):.1f} ms "
-              f"p90={percentile(latencies, 0.9):.1f} ms")
-    p50 = percentile(latencies, 0.5) if latencies else float("nan")
-    p99 = percentile(latencies, 0.99) if latencies else float("nan")
-    print(f"devices={args.devices} alerts={args.alerts} p50_ms={p50:.0f} p99_ms={p99:.0f} "
-          f"lost={lost}")
+    print_latencies(latencies, f"devices={args.devices} alerts={args.alerts}", lost)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import VideoStreamTrack
 from playwright.sync_api import Browser, sync_playwright
 
+from bench.figures import percentile
 from tests.browser.conftest import FLAGS, login
 from tests.harness import Service, start_world
 from tests.people import Person
@@ -69,11 +70,6 @@ async () => {
   return ms;
 }
 """
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class BarePeer:
