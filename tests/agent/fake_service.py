@@ -10,6 +10,7 @@ cut the link at will. The agent on the other side is a real `camera-agent run` p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import ssl
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -260,6 +262,51 @@ class FakeService:
 
 
 # --- a viewer ---------------------------------------------------------------------
+
+
+class Viewer:
+    """The ticket's peer: an aiortc receiver that decodes and records when each frame
+    arrived (by ``clock``) and its size."""
+
+    def __init__(self, pc: RTCPeerConnection,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.pc = pc
+        self.clock = clock
+        self.frames: list[float] = []
+        self.sizes: set[tuple[int, int]] = set()
+        self.sdp = ""  # the agent's answer, once set
+        self._task: asyncio.Task[None] | None = None
+        pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._task = asyncio.ensure_future(self._collect(track))
+
+    async def _collect(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.frames.append(self.clock())
+                self.sizes.add((frame.width, frame.height))  # type: ignore[union-attr]
+
+    async def first_frame(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.frames:
+            assert time.monotonic() < deadline, "no frame reached the viewer"
+            await asyncio.sleep(0.05)
+
+    async def frames_after(self, instant: float, count: int, timeout: float = 10) -> None:
+        """``count`` frames arrived after ``instant`` (by this viewer's clock)."""
+        deadline = time.monotonic() + timeout
+        while sum(1 for t in self.frames if t > instant) < count:
+            assert time.monotonic() < deadline, f"fewer than {count} frames reached the viewer"
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.pc.close()
 
 
 async def viewer_offer() -> tuple[RTCPeerConnection, str]:

@@ -9,19 +9,24 @@ those instants, and the ticket's expiry is the reference for "released within 1 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCSessionDescription
 
 from camera_agent.protocol import END, Ticket
 from tests.agent.conftest import Rig, linked_agent
-from tests.agent.fake_service import eventually, open_files, snapshot, viewer_offer, writable
+from tests.agent.fake_service import (
+    Viewer,
+    eventually,
+    open_files,
+    snapshot,
+    viewer_offer,
+    writable,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -40,43 +45,11 @@ async def rig(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> AsyncIter
         yield rig
 
 
-class Viewer:
-    """The ticket's peer: an aiortc receiver that records when frames arrive."""
-
-    def __init__(self, pc: RTCPeerConnection) -> None:
-        self.pc = pc
-        self.frames: list[float] = []
-        self.sizes: set[tuple[int, int]] = set()
-        self._task: asyncio.Task[None] | None = None
-        pc.on("track", self._on_track)
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._task = asyncio.ensure_future(self._collect(track))
-
-    async def _collect(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self.frames.append(time.time())
-                self.sizes.add((frame.width, frame.height))
-
-    async def first_frame(self, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.frames:
-            assert time.monotonic() < deadline, "no frame reached the viewer"
-            await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.pc.close()
 
 
 async def start_lookin(rig: Rig, ticket: Ticket, token: str) -> Viewer:
     pc, offer = await viewer_offer()
-    viewer = Viewer(pc)
+    viewer = Viewer(pc, clock=time.time)
     mark = len(rig.fake.received)
     await rig.fake.lookin(token, ticket, offer)
     reply = await rig.fake.reply_to(ticket.session, after=mark)

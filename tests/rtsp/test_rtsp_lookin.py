@@ -12,7 +12,6 @@ and the look-in goes on. The camera's password appears nowhere the agent writes 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -20,12 +19,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc import RTCSessionDescription
 
 from camera_agent.capture import STALL_SECONDS
 from camera_agent.protocol import END, Ticket
-from tests.agent.fake_service import eventually, viewer_offer
+from tests.agent.fake_service import Viewer, eventually, viewer_offer
 from tests.rtsp.conftest import PASSWORD, USER, Rig, rtsp_agent
 from tests.rtsp.server import RtspServer
 
@@ -47,39 +45,6 @@ async def rig(tmp_path_factory: pytest.TempPathFactory,
         yield rig
 
 
-class Viewer:
-    """The ticket's peer: an aiortc receiver that decodes and records frame times."""
-
-    def __init__(self, pc: RTCPeerConnection) -> None:
-        self.pc = pc
-        self.frames: list[float] = []
-        self.sizes: set[tuple[int, int]] = set()
-        self.sdp = ""
-        self._task: asyncio.Task[None] | None = None
-        pc.on("track", self._on_track)
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        self._task = asyncio.ensure_future(self._collect(track))
-
-    async def _collect(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self.frames.append(time.monotonic())
-                self.sizes.add((frame.width, frame.height))  # type: ignore[union-attr]
-
-    async def frames_after(self, instant: float, count: int, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(1 for t in self.frames if t > instant) < count:
-            assert time.monotonic() < deadline, f"fewer than {count} frames reached the viewer"
-            await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.pc.close()
 
 
 async def start(rig: Rig, seconds: float = 30) -> tuple[Ticket, Viewer, int]:
