@@ -41,14 +41,20 @@ def entry_hash(prev_hash: str, at: datetime, actor: str, kind: str, subject: str
     return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
 
 
-async def append(session: AsyncSession, actor: str, kind: str, subject: str,
-                 data: dict[str, Any] | None = None, at: datetime | None = None) -> AuditEvent:
-    """Add an entry inside the caller's transaction (it commits with what it records)."""
+async def _locked_head(session: AsyncSession) -> str:
+    """The chain's head hash, with the appends of other transactions held off until this
+    one ends (PostgreSQL: an advisory transaction lock; SQLite has one writer)."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     last = (await session.execute(
         select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))).scalar()
-    prev = last or GENESIS
+    return last or GENESIS
+
+
+async def append(session: AsyncSession, actor: str, kind: str, subject: str,
+                 data: dict[str, Any] | None = None, at: datetime | None = None) -> AuditEvent:
+    """Add an entry inside the caller's transaction (it commits with what it records)."""
+    prev = await _locked_head(session)
     when = at or datetime.now(UTC)
     payload = json.loads(json.dumps(data or {}, default=str))
     event = AuditEvent(at=when, actor=actor, kind=kind, subject=subject, data=payload,
@@ -65,10 +71,7 @@ async def append_many(session: AsyncSession,
     one, with one lock, one read of the head and one insert; how many."""
     if not entries:
         return 0
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    prev = (await session.execute(
-        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))).scalar() or GENESIS
+    prev = await _locked_head(session)
     when = at or datetime.now(UTC)
     rows = []
     for actor, kind, subject, data in entries:

@@ -94,10 +94,7 @@ async def move(db: AsyncSession, check_id: int, expected: State, step: Transitio
                now: datetime, actor: str, note: str | None = None,
                reason_detail: str | None = None) -> bool:
     """Write ``step`` if the check is still ``expected``; whether this writer won."""
-    values: dict[str, Any] = {"state": step.state.value, "reason": step.reason,
-                              "reason_detail": reason_detail}
-    if step.state in ENDED:
-        values |= {"ended_at": now, "actor": actor}
+    values = _written(step, now, actor, reason_detail)
     if note is not None:
         values["note"] = note
     result = await db.execute(
@@ -110,10 +107,7 @@ async def move_many(db: AsyncSession, check_ids: list[int], expected: State, ste
                     *, now: datetime, actor: str) -> list[int]:
     """``move`` for many checks taking the same step (the sweep opening a window for
     thousands): one guarded statement per thousand; the ids whose writer this was."""
-    values: dict[str, Any] = {"state": step.state.value, "reason": step.reason,
-                              "reason_detail": None}
-    if step.state in ENDED:
-        values |= {"ended_at": now, "actor": actor}
+    values = _written(step, now, actor, None)
     won: list[int] = []
     for start in range(0, len(check_ids), 1000):
         chunk = check_ids[start:start + 1000]
@@ -122,6 +116,16 @@ async def move_many(db: AsyncSession, check_ids: list[int], expected: State, ste
             .values(**values).returning(Check.id).execution_options(synchronize_session=False))
         won += sorted(result.scalars())
     return won
+
+
+def _written(step: Transition, now: datetime, actor: str,
+             reason_detail: str | None) -> dict[str, Any]:
+    """The columns a step writes: its state and reason, and who ended it when."""
+    values: dict[str, Any] = {"state": step.state.value, "reason": step.reason,
+                              "reason_detail": reason_detail}
+    if step.state in ENDED:
+        values |= {"ended_at": now, "actor": actor}
+    return values
 
 
 def _one(result: Any) -> bool:
