@@ -24,8 +24,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from camera_agent import rtsp
@@ -38,8 +39,9 @@ from camera_agent.protocol import (
     CHALLENGE,
     CLOSE_AUTH_FAILED,
     CLOSE_REVOKED,
+    ICE_PROBE,
+    ICE_SERVERS,
     MAX_MESSAGE_BYTES,
-    PLAN,
     SERVICE_TYPES,
     WELCOME,
     Refusal,
@@ -47,12 +49,14 @@ from camera_agent.protocol import (
     encode_message,
     link_challenge_message,
     load_public_key,
+    new_nonce,
+    verify,
+    welcome_message,
 )
 from camera_agent.video_path import planned
 
 OK, FAIL, INFO = "ok", "fail", "info"
 NET_SECONDS = 5.0   # each network step
-PLAN_WAIT = 3.0     # how long to wait for the service's signed plan after welcome
 TURN_SECONDS = 4.0
 
 LABELS = {"sv": {OK: "OK  ", FAIL: "FEL ", INFO: "INFO"},
@@ -82,18 +86,27 @@ STRINGS: dict[str, dict[str, str]] = {
                         "enrol again.",
         "link-down": "agent link {url} failed: {error}. Check that a proxy in front of the "
                      "service passes WebSockets.",
-        "key-match": "service key verified: the plan it sent is signed with the pinned key",
+        "key-match": "service key verified: it signed our challenge with the pinned key",
         "key-mismatch": "the service signs with a key other than the one pinned at "
                         "enrolment. If the service was moved on purpose, enrol again; "
                         "otherwise this is not your service: stop and ask the admin.",
-        "key-unchecked": "linked, but the service sent no plan within {seconds:g} s, so its "
-                         "key could not be checked. Give the camera a plan, then run doctor "
-                         "again.",
+        "key-unchecked": "linked, but the service did not sign our challenge, so its key "
+                         "could not be checked: it is older than this agent. Ask the admin "
+                         "to upgrade the service.",
+        "link-skipped": "agent link not tried (see above)",
         "stun-ok": "STUN {url} answers: this device is seen as {mapped}",
         "stun-bad": "STUN {url} failed: {error}. Check the address and that UDP 3478 "
                     "outbound is open.",
-        "turn-per-lookin": "TURN: the service hands the camera a credential with each "
-                           "look-in (it ends with the look-in); none is kept here",
+        "turn-ok": "TURN {url} relays for this device (relayed address {relayed}), with a "
+                   "test credential from the service; look-ins get their own, none is kept "
+                   "here",
+        "turn-refused": "TURN {url} refused the service's credential (error {code}). The "
+                        "TURN secret of the service (SUPERVISION_TURN_SECRET) and of the TURN "
+                        "server (static-auth-secret) must be the same: ask the admin.",
+        "turn-bad": "TURN {url} failed: {error}. Check the address and that port {port} "
+                    "outbound (UDP, or TCP for transport=tcp) is open.",
+        "turn-none": "the service names no TURN server: a home whose router or mobile "
+                     "network blocks direct connections cannot be looked in on",
         "plan-ok": "holds plan version {version}: {count} check time(s) {times}, "
                    "time zone {tz}",
         "plan-none": "holds no plan yet: every look-in is refused until the service sends "
@@ -129,19 +142,27 @@ STRINGS: dict[str, dict[str, str]] = {
                         "och registrera igen.",
         "link-down": "agentlänken {url} misslyckades: {error}. Kontrollera att en proxy "
                      "framför tjänsten släpper igenom WebSocket.",
-        "key-match": "tjänstens nyckel kontrollerad: planen den skickade är signerad med "
-                     "den fästa nyckeln",
+        "key-match": "tjänstens nyckel kontrollerad: den signerade vår utmaning med den "
+                     "fästa nyckeln",
         "key-mismatch": "tjänsten signerar med en annan nyckel än den som fästes vid "
                         "registreringen. Om tjänsten flyttats avsiktligt: registrera igen; "
                         "annars är detta inte er tjänst: avbryt och fråga administratören.",
-        "key-unchecked": "länkad, men tjänsten skickade ingen plan inom {seconds:g} s, så "
-                         "dess nyckel kunde inte kontrolleras. Ge kameran en plan och kör "
-                         "doctor igen.",
+        "key-unchecked": "länkad, men tjänsten signerade inte vår utmaning, så dess nyckel "
+                         "kunde inte kontrolleras: den är äldre än denna agent. Be "
+                         "administratören uppgradera tjänsten.",
+        "link-skipped": "agentlänken inte provad (se ovan)",
         "stun-ok": "STUN {url} svarar: enheten syns som {mapped}",
         "stun-bad": "STUN {url} misslyckades: {error}. Kontrollera adressen och att "
                     "utgående UDP 3478 är öppen.",
-        "turn-per-lookin": "TURN: tjänsten ger kameran inloggningsuppgifter med varje "
-                           "titt (de upphör med titten); inga sparas här",
+        "turn-ok": "TURN {url} förmedlar för enheten (förmedlad adress {relayed}), med "
+                   "testuppgifter från tjänsten; varje titt får egna, inga sparas här",
+        "turn-refused": "TURN {url} avvisade tjänstens uppgifter (fel {code}). TURN-hemligheten "
+                        "i tjänsten (SUPERVISION_TURN_SECRET) och i TURN-servern "
+                        "(static-auth-secret) måste vara samma: fråga administratören.",
+        "turn-bad": "TURN {url} misslyckades: {error}. Kontrollera adressen och att utgående "
+                    "port {port} (UDP, eller TCP för transport=tcp) är öppen.",
+        "turn-none": "tjänsten anger ingen TURN-server: ett hem vars router eller mobilnät "
+                     "stoppar direkta anslutningar går inte att titta in i",
         "plan-ok": "har planversion {version}: {count} tillsynstid(er) {times}, "
                    "tidszon {tz}",
         "plan-none": "har ingen plan än: varje titt avvisas tills tjänsten skickar en (det "
@@ -221,9 +242,21 @@ def check_http(config: AgentConfig) -> list[Finding]:
                             {"offset": offset, "skew": SKEW})]
 
 
-async def check_link(config: AgentConfig, identity: Identity) -> Finding:
-    """Link as the agent does; then verify the plan the service sends with the pinned key."""
+@dataclass
+class Linked:
+    """What linking told: the service's key check, and the servers it hands a look-in."""
+
+    finding: Finding
+    ice_servers: list[dict[str, object]] = field(default_factory=list)
+    expires_at: float | None = None
+
+
+async def check_link(config: AgentConfig, identity: Identity) -> Linked:
+    """Link as the agent does, with a nonce of our own that the service signs in its
+    welcome (verified with the pinned key, whether or not the camera has a plan); then ask
+    for the servers a look-in would get, with a TURN credential valid for a minute."""
     server_key = load_public_key(config.server_public_key)
+    ours = new_nonce()
     try:
         async with connect(config.link_url, ssl=_ssl_context(config), open_timeout=NET_SECONDS,
                            max_size=MAX_MESSAGE_BYTES) as ws:
@@ -233,56 +266,106 @@ async def check_link(config: AgentConfig, identity: Identity) -> Finding:
                 raise Refusal("garbled", "expected a challenge")
             nonce = str(challenge.get("nonce", ""))
             await ws.send(encode_message(
-                AUTH, camera=config.camera_id, version="doctor",
+                AUTH, camera=config.camera_id, version="doctor", nonce=ours,
                 signature=identity.sign(link_challenge_message(config.camera_id, nonce))))
-            welcome = decode_message(await asyncio.wait_for(ws.recv(), NET_SECONDS),
-                                     SERVICE_TYPES)
-            if welcome["type"] != WELCOME:
-                raise Refusal("garbled", "expected welcome")
-            deadline = time.monotonic() + PLAN_WAIT
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    msg = decode_message(await asyncio.wait_for(ws.recv(), remaining),
-                                         SERVICE_TYPES)
-                except TimeoutError:
-                    break
-                if msg["type"] != PLAN:
-                    continue
-                try:
-                    PlanStore(config.camera_id, server_key, None).accept(
-                        str(msg.get("plan_json")), str(msg.get("signature")))
-                except Refusal as exc:
-                    if exc.reason == "plan-bad-signature":
-                        return Finding(FAIL, "key-mismatch")
-                    raise
-                return Finding(OK, "key-match")
-            return Finding(INFO, "key-unchecked", {"seconds": PLAN_WAIT})
+            welcome = await _next(ws, WELCOME)
+            proof = welcome.get("signature")
+            if not isinstance(proof, str):
+                return Linked(Finding(FAIL, "key-unchecked"))
+            if not verify(server_key, proof, welcome_message(config.camera_id, ours)):
+                return Linked(Finding(FAIL, "key-mismatch"))
+            await ws.send(encode_message(ICE_PROBE))
+            servers = await _next(ws, ICE_SERVERS)
+            listed = servers.get("ice_servers")
+            expires = servers.get("expires_at")
+            return Linked(Finding(OK, "key-match"),
+                          [e for e in listed if isinstance(e, dict)]
+                          if isinstance(listed, list) else [],
+                          float(expires) if isinstance(expires, int | float) else None)
     except ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd is not None else None
         if code in (CLOSE_AUTH_FAILED, CLOSE_REVOKED):
-            return Finding(FAIL, "link-refused", {"code": code})
-        return Finding(FAIL, "link-down", {"url": config.link_url, "error": f"closed {code}"})
+            return Linked(Finding(FAIL, "link-refused", {"code": code}))
+        return Linked(Finding(FAIL, "link-down", {"url": config.link_url,
+                                                  "error": f"closed {code}"}))
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI, Refusal) as exc:
-        return Finding(FAIL, "link-down", {"url": config.link_url,
-                                           "error": str(exc) or type(exc).__name__})
+        return Linked(Finding(FAIL, "link-down", {"url": config.link_url,
+                                                  "error": str(exc) or type(exc).__name__}))
 
 
-async def check_stun(config: AgentConfig) -> list[Finding]:
-    """Each configured STUN server answers a binding request. TURN has nothing to check on
-    the device: its credential comes from the service with each look-in."""
+async def _next(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    """The next message of ``kind`` within NET_SECONDS (a plan or a heartbeat answer may
+    come first: the service treats doctor as the camera's agent)."""
+    deadline = time.monotonic() + NET_SECONDS
+    while (remaining := deadline - time.monotonic()) > 0:
+        msg = decode_message(await asyncio.wait_for(ws.recv(), remaining), SERVICE_TYPES)
+        if msg["type"] == kind:
+            return msg
+    raise TimeoutError(f"no {kind} from the service within {NET_SECONDS:g} s")
+
+
+def _urls(server: dict[str, object]) -> list[str]:
+    urls = server.get("urls")
+    return [str(u) for u in ([urls] if isinstance(urls, str) else list(urls or []))]  # type: ignore[call-overload]
+
+
+async def check_ice(config: AgentConfig, linked: Linked) -> list[Finding]:
+    """Each STUN server (the device's own and the service's) answers a binding request;
+    each TURN server the service names allocates a relay with the test credential."""
     found = []
-    for server in config.ice_servers:
-        urls = server.get("urls")
-        for url in [urls] if isinstance(urls, str) else list(urls or []):
-            host, _, port = str(url).split(":", 1)[1].partition(":")
-            try:
-                mapped = await asyncio.wait_for(_binding(host, int(port or 3478)),
-                                                TURN_SECONDS)
-                found.append(Finding(OK, "stun-ok", {"url": url, "mapped": mapped}))
-            except Exception as exc:  # TimeoutError, OSError, a garbled answer
-                found.append(Finding(FAIL, "stun-bad", {
-                    "url": url, "error": str(exc) or type(exc).__name__}))
-    return [*found, Finding(INFO, "turn-per-lookin")]
+    stun_urls = [u for server in [*config.ice_servers, *linked.ice_servers]
+                 for u in _urls(server) if u.startswith("stun:")]
+    for url in dict.fromkeys(stun_urls):
+        host, port, _ = _address(url)
+        try:
+            mapped = await asyncio.wait_for(_binding(host, port), TURN_SECONDS)
+            found.append(Finding(OK, "stun-ok", {"url": url, "mapped": mapped}))
+        except Exception as exc:  # TimeoutError, OSError, a garbled answer
+            found.append(Finding(FAIL, "stun-bad", {
+                "url": url, "error": str(exc) or type(exc).__name__}))
+    turns = [(u, server) for server in linked.ice_servers for u in _urls(server)
+             if u.startswith(("turn:", "turns:"))]
+    if linked.finding.status == OK and not turns:
+        found.append(Finding(INFO, "turn-none"))
+    for url, server in turns:
+        found.append(await _turn(url, str(server.get("username", "")),
+                                 str(server.get("credential", ""))))
+    return found
+
+
+def _address(url: str) -> tuple[str, int, str]:
+    """(host, port, transport) of a stun:/turn:/turns: URL (RFC 7064/7065)."""
+    scheme, _, rest = url.partition(":")
+    where, _, query = rest.partition("?")
+    if where.startswith("["):  # [IPv6]:port
+        host, _, port = where[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = where.partition(":")
+    transport = dict(p.partition("=")[::2] for p in query.split("&") if p).get(
+        "transport", "tcp" if scheme == "turns" else "udp")
+    return host, int(port or (5349 if scheme == "turns" else 3478)), transport
+
+
+async def _turn(url: str, username: str, password: str) -> Finding:
+    """A real TURN Allocate with the service's test credential; the relay is released."""
+    from aioice import stun
+    from aioice import turn as turn_client
+
+    host, port, transport = _address(url)
+    try:
+        relay, _ = await asyncio.wait_for(turn_client.create_turn_endpoint(
+            asyncio.DatagramProtocol, (host, port), username, password,
+            transport=transport, ssl=url.startswith("turns:")), TURN_SECONDS)
+    except stun.TransactionFailed as exc:
+        code = exc.response.attributes.get("ERROR-CODE", (0, ""))[0]
+        return Finding(FAIL, "turn-refused", {"url": url, "code": code})
+    except Exception as exc:  # TimeoutError, OSError, TransactionTimeout
+        return Finding(FAIL, "turn-bad", {"url": url, "port": port,
+                                          "error": str(exc) or type(exc).__name__})
+    relayed = relay.get_extra_info("sockname")
+    relay.close()
+    return Finding(OK, "turn-ok", {"url": url, "relayed": f"{relayed[0]}:{relayed[1]}"})
 
 
 async def _binding(host: str, port: int) -> str:
@@ -361,9 +444,11 @@ async def run_checks(config_path: Path, camera: bool) -> list[Finding]:
              check_key(config)]
     http = await asyncio.to_thread(check_http, config)
     found += http
+    linked = Linked(Finding(INFO, "link-skipped"))
     if found[1].status == OK and http[0].status == OK:
-        found.append(await check_link(config, Identity.load(config.key_file)))
-    found += await check_stun(config)
+        linked = await check_link(config, Identity.load(config.key_file))
+        found.append(linked.finding)
+    found += await check_ice(config, linked)
     found.append(check_plan(config))
     if camera:
         found.append(await check_camera(config))

@@ -38,6 +38,8 @@ REFUSED: Final = "refused"
 CAMERA: Final = "camera"
 LOOKIN_ENDED: Final = "lookin_ended"
 PLAN_ACK: Final = "plan_ack"  # {version}: the agent verified and holds this plan version
+#: the installer's check asks for a short-lived TURN credential to test the relay with
+ICE_PROBE: Final = "ice_probe"
 # Message types, service -> agent
 CHALLENGE: Final = "challenge"
 WELCOME: Final = "welcome"
@@ -47,12 +49,16 @@ PLAN: Final = "plan"
 #: {server_time, sent_at}: the answer to each heartbeat (which carries ``sent_at``, the
 #: agent's clock when it left), so the agent measures its clock against the service's
 HEARTBEAT_ACK: Final = "heartbeat_ack"
+#: {ice_servers, expires_at}: the answer to ``ice_probe`` (STUN, and TURN with a
+#: credential valid for a minute at most)
+ICE_SERVERS: Final = "ice_servers"
 
 AGENT_TYPES: Final = frozenset({AUTH, HEARTBEAT, ANSWER, REFUSED, CAMERA, LOOKIN_ENDED,
-                                PLAN_ACK})
+                                PLAN_ACK, ICE_PROBE})
 #: Refusal reasons of a plan (``refused`` with no session, and the plan's ``version``).
 PLAN_REFUSALS: Final = frozenset({"plan-invalid", "plan-bad-signature"})
-SERVICE_TYPES: Final = frozenset({CHALLENGE, WELCOME, LOOKIN, END, PLAN, HEARTBEAT_ACK})
+SERVICE_TYPES: Final = frozenset({CHALLENGE, WELCOME, LOOKIN, END, PLAN, HEARTBEAT_ACK,
+                                  ICE_SERVERS})
 #: why the service ends a look-in (``end {session, detail}``): its process is stopping
 END_SERVICE_STOPPING: Final = "service-stopping"
 END_DETAILS: Final = frozenset({END_SERVICE_STOPPING})
@@ -168,6 +174,12 @@ def require_str(msg: Mapping[str, Any], key: str, max_len: int = MAX_MESSAGE_BYT
 
 def link_challenge_message(camera_id: str, nonce: str) -> bytes:
     return b"nattillsyn/link/v1\n" + camera_id.encode() + b"\n" + nonce.encode()
+
+
+def welcome_message(camera_id: str, nonce: str) -> bytes:
+    """What the service signs in its welcome when the agent's ``auth`` carried a ``nonce``
+    of its own: the service proves it holds the key pinned at enrolment, plan or no plan."""
+    return b"nattillsyn/welcome/v1\n" + camera_id.encode() + b"\n" + nonce.encode()
 
 
 def answer_message(session: str, sdp: str) -> bytes:

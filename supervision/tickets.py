@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 
 from camera_agent.identity import Identity
-from camera_agent.protocol import Ticket, encode_ticket, new_nonce, plan_message
+from camera_agent.protocol import (
+    Ticket,
+    encode_ticket,
+    new_nonce,
+    plan_message,
+    welcome_message,
+)
 from schedules import Plan, canonical_json
 
 
@@ -45,6 +51,11 @@ class ServerKey:
         """An audit checkpoint's signature (``audit_anchor.checkpoint_message``: its own
         domain prefix, so it can never pass as a ticket's, a plan's or an answer's)."""
         return self._identity.sign(message)
+
+    def sign_welcome(self, camera_id: str, nonce: str) -> str:
+        """The welcome's proof of this key, over the agent's own nonce
+        (``protocol.welcome_message``)."""
+        return self._identity.sign(welcome_message(camera_id, nonce))
 
     def sign_plan(self, camera_id: str, plan: Plan) -> tuple[str, str]:
         """(plan_json, signature): the agent verifies these exact bytes, then parses them."""

@@ -82,6 +82,20 @@ def ice_config(settings: Settings, subject: str, now: datetime, limit: datetime)
                      expires_at=expires_at)
 
 
+#: a test credential for the installer's check lives no longer than this
+PROBE_SECONDS = 60
+
+
+def probe_fields(settings: Settings, camera_id: str, now: datetime) -> dict[str, Any]:
+    """The ``ice_servers`` answer to a camera's ``ice_probe`` (``camera-agent doctor``): the
+    servers a look-in would get, with a TURN credential named for the probe and ending
+    within a minute, so an installer can test the relay without a look-in."""
+    subject = "probe-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in camera_id)
+    config = ice_config(settings, subject, now, now + timedelta(seconds=PROBE_SECONDS))
+    return {"ice_servers": [s.model_dump(exclude_none=True) for s in config.ice_servers],
+            "expires_at": config.expires_at.timestamp() if config.expires_at else None}
+
+
 def lookin_fields(settings: Settings, session: str, now: datetime,
                   not_after: datetime) -> dict[str, Any]:
     """The camera's part, as fields of the ``lookin`` message: its own credential, named

@@ -9,6 +9,7 @@ import logging
 import math
 import secrets
 import time
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, field_validator
@@ -24,6 +25,8 @@ from camera_agent.protocol import (
     CLOSE_TOO_BIG,
     HEARTBEAT,
     HEARTBEAT_ACK,
+    ICE_PROBE,
+    ICE_SERVERS,
     WELCOME,
     Refusal,
     decode_message,
@@ -33,7 +36,7 @@ from camera_agent.protocol import (
     require_str,
     verify,
 )
-from supervision import cameras, lookins
+from supervision import cameras, lookins, turn
 from supervision.cameras import CameraCreated, CameraOut
 from supervision.context import MAX_ROW_ID, Who, require, runtime
 from supervision.errors import error_responses
@@ -127,6 +130,9 @@ async def agent_link(ws: WebSocket) -> None:
             raise Refusal("garbled", "expected auth")
         camera_id = require_str(msg, "camera", 64)
         signature = require_str(msg, "signature", 200)
+        # the agent's own challenge to us (the installer's check sends one): answered in
+        # the welcome with our key, so a device can verify the service it pinned
+        theirs = require_str(msg, "nonce", 200) if "nonce" in msg else None
     except (Refusal, TimeoutError, WebSocketDisconnect, RuntimeError, KeyError) as exc:
         await close_socket(ws, CLOSE_AUTH_FAILED, f"authentication failed: {exc}")
         return
@@ -155,7 +161,9 @@ async def agent_link(ws: WebSocket) -> None:
     log.info("agent %s linked", camera_id)
     try:
         await rt.presence.linked(camera_id)  # every node now reaches the camera through this one
-        await conn.send(WELCOME, server_time=time.time())  # the agent measures its clock
+        proof = {} if theirs is None else {"signature": rt.key.sign_welcome(camera_id, theirs)}
+        await conn.send(WELCOME, server_time=time.time(), **proof)  # it measures its clock
+        probed = -math.inf
         await cameras.push_plan(rt, camera_id)
         while True:
             message = await ws.receive()
@@ -180,6 +188,13 @@ async def agent_link(ws: WebSocket) -> None:
                 sent = msg.get("sent_at")
                 await conn.send(HEARTBEAT_ACK, server_time=time.time(), sent_at=sent if (
                     isinstance(sent, float) and math.isfinite(sent)) else None)
+            if msg["type"] == ICE_PROBE:  # a test credential, at most one per 5 s per link
+                if time.monotonic() - probed >= 5:
+                    probed = time.monotonic()
+                    log.info("camera %s asked for a TURN test credential", camera_id)
+                    await conn.send(ICE_SERVERS, **turn.probe_fields(
+                        rt.settings, camera_id, datetime.now(UTC)))
+                continue
             await rt.links.handle(camera_id, msg)
     except (WebSocketDisconnect, RuntimeError):
         pass

@@ -69,11 +69,12 @@ class Coturn:
                 self.proc.wait(5)
 
 
-def start_coturn(root: Path, secret: str) -> Coturn:
-    """coturn with the TURN REST API scheme on a free loopback port; relays on loopback
-    too (``allow-loopback-peers``: both peers of a test are on this machine)."""
+def start_coturn(root: Path, secret: str, port: int | None = None) -> Coturn:
+    """coturn with the TURN REST API scheme on a free loopback port (or ``port``: a server
+    restarted where the service expects it); relays on loopback too
+    (``allow-loopback-peers``: both peers of a test are on this machine)."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_udp_tcp_port()
+    port = port or free_udp_tcp_port()
     log = (root / "turnserver.log").open("wb")
     proc = subprocess.Popen([
         TURNSERVER, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
