@@ -249,3 +249,34 @@ def test_https_login_relayed_lookin_and_alert_through_caddy(deployment: Deployme
             assert "behöver hjälp" in card.inner_text().lower()
         finally:
             browser.close()
+
+
+def test_a_clients_own_forwarded_headers_do_not_pass_caddy(deployment: Deployment) -> None:
+    """A client that claims another address (``X-Forwarded-For``, ``Forwarded``) is still
+    seen by the service at the address Caddy saw: the login limits and the access log
+    count the real client, not the one it names."""
+    context = ssl.create_default_context(cafile=str(deployment.ca / "root.crt"))
+    marker = f"xffprobe{os.getpid()}"
+    for _ in range(4):  # Caddy spreads them over both nodes
+        request = urllib.request.Request(f"{deployment.url}/healthz?{marker}=1", headers={
+            "X-Forwarded-For": "203.0.113.9", "Forwarded": "for=198.51.100.7;proto=http",
+            "X-Real-IP": "192.0.2.4"})
+        with urllib.request.urlopen(request, context=context, timeout=5) as answer:
+            assert answer.status == 200
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 5
+    while len(seen) < 4 and time.monotonic() < deadline:
+        seen = [line for node in deployment.nodes
+                for line in map(_json_or_none, node.log.read_text(errors="replace").splitlines())
+                if line and marker in str(line.get("path", ""))]
+        time.sleep(0.05)
+    assert len(seen) == 4, seen
+    assert {line["client"] for line in seen} == {"127.0.0.1"}, seen
+
+
+def _json_or_none(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
