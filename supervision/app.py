@@ -8,16 +8,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import schedules
 from supervision import audit_anchor, identity, lookins, metrics, readiness, vapid
 from supervision.alert_feed import RemoteAlerts
 from supervision.api import admin, agents, manage, patrol, staff
 from supervision.api import audit as audit_api
+from supervision.api.agents import AGENT_LINK_PATH
 from supervision.auth import ROLES
 from supervision.config import Settings, get_settings
 from supervision.context import Who, require
@@ -170,3 +172,25 @@ def _with_plan_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
             "PlanDocument", schedules.plan_json_schema())
         return schema
     return openapi
+
+
+def served(app: FastAPI) -> ASGIApp:
+    """What the server runs: ``app``, except that a camera's link (``/ws/agent``) goes
+    straight to its handler, with only the access log around it. Every camera holds its
+    link open all night, and each layer of the stack (the four guards, which pass
+    WebSockets through untouched, FastAPI's exception layers and router) keeps a frame and
+    closures alive per connection: ~16 KB of a link's ~48 (bench/nodes.py) and a hop on
+    every heartbeat. The route stays in ``app`` for in-process clients."""
+    link = AccessLog(_agent_link)
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope.get("path") == AGENT_LINK_PATH:
+            scope["app"] = app  # the handler finds the runtime in app.state
+            await link(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+    return asgi
+
+
+async def _agent_link(scope: Scope, receive: Receive, send: Send) -> None:
+    await agents.agent_link(WebSocket(scope, receive, send))

@@ -36,7 +36,7 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from supervision import drain
-    from supervision.app import create_app
+    from supervision.app import create_app, served
     from supervision.http_server import DrainingServer, guarded_protocol
 
     async def settle() -> None:  # an empty database is migrated, an unknown one refused
@@ -53,7 +53,7 @@ def _serve(settings: Settings) -> None:
             await drain.end_lookins(app.state.runtime)
 
     config = uvicorn.Config(
-                app, host=settings.host, port=settings.port, log_level="info",
+                served(app), host=settings.host, port=settings.port, log_level="info",
                 log_config=None,  # logs.configure set the handlers
                 ws_max_size=settings.ws_max_message_bytes * 2,
                 # alerts are small; compressing each one once per patrol socket cost more

@@ -115,7 +115,11 @@ async def enrol(body: EnrolRequest, rt: Runtime = Depends(runtime)) -> EnrolRepl
     return EnrolReply(camera_id=camera_id, server_public_key=rt.key.public_key_b64)
 
 
-@router.websocket("/ws/agent")
+#: the camera link's path; ``app.served`` takes it around the middleware
+AGENT_LINK_PATH = "/ws/agent"
+
+
+@router.websocket(AGENT_LINK_PATH)
 async def agent_link(ws: WebSocket) -> None:
     """Challenge, verify the camera's signature, then relay its reports until it goes."""
     rt: Runtime = ws.app.state.runtime
