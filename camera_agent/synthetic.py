@@ -6,12 +6,21 @@ A wall clock's second hand and a slowly pulsing standby LED keep consecutive fra
 different without putting any time text in the picture. Sensor noise comes from a few
 precomputed tiles, so a frame costs a background copy, a handful of filled shapes and two
 saturating additions. Everything is a pure function of (seed, t).
+
+Opening is cheap, as a camera that is ready should be: the room and the noise tiles are
+pure functions of (size, seed), kept for the process (one scene per agent), and each
+noise tile is made when a frame first needs it, so the first frame waits for one tile
+rather than all of them (making them all up front, on every open, held a look-in's first
+frame back by 70-200 ms).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import threading
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import cv2
 import numpy as np
@@ -49,8 +58,9 @@ class SyntheticScene:
         self._clock_offset = float(rng.uniform(0.0, 60.0))
         self._turn_rng = np.random.default_rng([self.seed, 1])
         self._turns: list[float] = [float(self._turn_rng.uniform(8.0, 30.0))]
-        self._background = self._render_room(np.random.default_rng([self.seed, 2]))
-        self._noise_pos, self._noise_neg = self._make_noise(np.random.default_rng([self.seed, 3]))
+        self._background = _shared(
+            (type(self), self.width, self.height, self.seed, "room"),
+            lambda: self._render_room(np.random.default_rng([self.seed, 2])))
         steps = np.random.default_rng([self.seed, 4])
         self._noise_choice = [
             (int(steps.integers(_NOISE_TILES)),
@@ -141,18 +151,20 @@ class SyntheticScene:
         d = ((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5
         vignette = (1.0 - 0.45 * d)[:, :, None]
         room: np.ndarray = np.clip(img.astype(np.float32) * vignette, 0, 255).astype(np.uint8)
-        return room
+        return _frozen(room)
 
-    def _make_noise(self, rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _make_noise(self, tile: int) -> tuple[np.ndarray, np.ndarray]:
+        """One tile of sensor noise, as (positive part, negative part) to add and subtract."""
+        rng = np.random.default_rng([self.seed, 3, tile])
         h, w = self.height + _NOISE_MARGIN, self.width + _NOISE_MARGIN
-        pos, neg = [], []
-        for _ in range(_NOISE_TILES):
-            luma = rng.normal(0.0, 3.0, (h, w, 1)).astype(np.float32)
-            chroma = rng.normal(0.0, 1.2, (h, w, 3)).astype(np.float32)
-            noise = np.rint(luma + chroma)
-            pos.append(np.clip(noise, 0, 255).astype(np.uint8))
-            neg.append(np.clip(-noise, 0, 255).astype(np.uint8))
-        return pos, neg
+        noise = rng.standard_normal((h, w, 3), dtype=np.float32)
+        noise *= 1.2  # chroma
+        luma = rng.standard_normal((h, w, 1), dtype=np.float32)
+        luma *= 3.0
+        noise += luma
+        np.rint(noise, out=noise)
+        return _frozen(np.clip(noise, 0, 255).astype(np.uint8)), \
+            _frozen(np.clip(-noise, 0, 255).astype(np.uint8))
 
     # ----------------------------------------------------------------- motion
     def _side(self, t: float) -> tuple[float, float]:
@@ -208,6 +220,36 @@ class SyntheticScene:
         # sensor noise: one of a few tiles at a frame-dependent offset (views, no copies)
         tile, dy, dx = self._noise_choice[int(t * _NOISE_RATE) % _NOISE_STEPS]
         window = (slice(dy, dy + self.height), slice(dx, dx + self.width))
-        cv2.add(img, self._noise_pos[tile][window], dst=img)
-        cv2.subtract(img, self._noise_neg[tile][window], dst=img)
+        pos, neg = _shared((type(self), self.width, self.height, self.seed, tile),
+                           lambda: self._make_noise(tile))
+        cv2.add(img, pos[window], dst=img)
+        cv2.subtract(img, neg[window], dst=img)
         return img
+
+
+T = TypeVar("T")
+#: the rooms and noise tiles made so far, by (class, width, height, seed, part); an agent
+#: has one scene, so a few entries hold everything
+_SHARED: dict[tuple[object, ...], object] = {}
+_SHARED_MAX = 2 * (_NOISE_TILES + 1)
+_shared_lock = threading.Lock()
+
+
+def _shared(key: tuple[object, ...], make: Callable[[], T]) -> T:
+    """A pure function of ``key``, made once per process (outside the lock: two capture
+    threads making the same part at once both get an equal one)."""
+    with _shared_lock:
+        found = _SHARED.get(key)
+    if found is None:
+        found = make()
+        with _shared_lock:
+            while len(_SHARED) >= _SHARED_MAX:
+                del _SHARED[next(iter(_SHARED))]
+            _SHARED[key] = found
+    return cast(T, found)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """Shared between scenes: nobody may draw on it."""
+    array.setflags(write=False)
+    return array

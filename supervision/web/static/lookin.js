@@ -1,5 +1,6 @@
 // One look-in from the browser: receive-only offer with all ICE candidates, the service
 // relays it with a ticket, the agent's answer is verified (Ed25519, WebCrypto) before use.
+// The offer may have been made before Start was pressed (PreparedOffer).
 import { api } from './common.js';
 
 function b64urlBytes(text) {
@@ -25,6 +26,52 @@ function gathered(pc, timeoutMs = 2000) {
   });
 }
 
+function receiver(ice) {
+  const pc = new RTCPeerConnection({ iceServers: ice.ice_servers, iceTransportPolicy: ice.ice_transport_policy });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  return pc;
+}
+
+/** A look-in's receive-only peer with its offer made and its candidates gathered before
+ *  Start is pressed, so that neither Chromium's gathering wait (~120 ms) nor the ICE
+ *  request is part of the time to first frame. No camera is involved: the offer only
+ *  says what this page can receive; the camera opens on the signed ticket, as ever.
+ *  `checkId` null: the ICE servers carry nothing per look-in (no TURN credential), so it
+ *  may serve any check; otherwise it holds that check's TURN credential and serves no
+ *  other. Usable until `lifetimeMs` from now (before its credential ends), once. */
+export class PreparedOffer {
+  constructor(ice, checkId, lifetimeMs) {
+    this.ice = ice; // { ice_servers, ice_transport_policy, expires_at }
+    this.checkId = checkId;
+    this.madeAt = performance.now();
+    this.deadline = this.madeAt + lifetimeMs;
+    this.pc = receiver(ice);
+    this.state = 'open'; // open -> taken | closed
+    this.ready = this.pc.createOffer()
+      .then((offer) => this.pc.setLocalDescription(offer))
+      .then(() => gathered(this.pc))
+      .then(() => this);
+  }
+
+  /** Whether a look-in on `checkId` may use it now. */
+  fits(checkId) {
+    return this.state === 'open' && performance.now() < this.deadline
+      && (this.checkId === null || this.checkId === checkId);
+  }
+
+  /** Taken by a look-in: nobody else may use or close it. */
+  take() {
+    this.state = 'taken';
+    return this;
+  }
+
+  close() {
+    if (this.state !== 'open') return;
+    this.state = 'closed';
+    try { this.pc.close(); } catch (e) { /* already closed */ }
+  }
+}
+
 export class LookIn {
   constructor(checkId, video, { onEnd, onFirstFrame, iceServers = [], iceTransportPolicy = 'all' } = {}) {
     this.checkId = checkId;
@@ -33,6 +80,7 @@ export class LookIn {
     this.onFirstFrame = onFirstFrame || (() => {});
     this.iceServers = iceServers;
     this.iceTransportPolicy = iceTransportPolicy; // 'relay': TURN-relayed candidates only
+    this.prepared = null; // a PreparedOffer for this check, taken before start()
     this.session = null;
     this.seen = null; // a promise: the service accepted that the picture showed
     this.ended = false;
@@ -40,9 +88,13 @@ export class LookIn {
   }
 
   async start() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
+    const prepared = this.prepared;
+    const pc = prepared ? prepared.pc
+      : receiver({ ice_servers: this.iceServers, ice_transport_policy: this.iceTransportPolicy });
     this.pc = pc;
-    pc.addTransceiver('video', { direction: 'recvonly' });
+    // how long before the press the offer was begun (negative: after it; null: not ahead)
+    this.timing.preparedMs = prepared ? Math.round(this.timing.start - prepared.madeAt) : null;
+    if (this.ended) { pc.close(); return null; } // closed while the offer was on its way
     const stream = new MediaStream();
     pc.ontrack = (event) => {
       stream.addTrack(event.track);
@@ -50,6 +102,7 @@ export class LookIn {
       this.video.play().catch(() => {});
     };
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') this.timing.connected = performance.now();
       if (['failed', 'closed', 'disconnected'].includes(pc.connectionState)) this.finish('peer-' + pc.connectionState);
     };
     const firstFrame = () => {
@@ -63,11 +116,16 @@ export class LookIn {
     if ('requestVideoFrameCallback' in this.video) this.video.requestVideoFrameCallback(firstFrame);
     else this.video.addEventListener('playing', firstFrame, { once: true });
 
-    await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc);
+    if (!prepared) {
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc);
+    }
+    this.timing.offer = performance.now();
+    if (this.ended) return null; // closed before a ticket was asked for: no camera opens
     const reply = await api(`/api/checks/${this.checkId}/lookin`, {
       method: 'POST', body: { offer: pc.localDescription.sdp },
     });
+    this.timing.answer = performance.now();
     this.session = reply.session;
     this.expiresAt = Date.now() + reply.seconds * 1000;
     await verifyAnswer(reply.agent_key, reply.session, reply.sdp, reply.signature);

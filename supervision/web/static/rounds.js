@@ -1,7 +1,7 @@
 // The rounds board: what is overdue, open now and coming soon, with live countdowns,
 // and the look-in panel with its outcome buttons.
 import { api, clock, el, endText, explain, mmss, reasonText, t } from './common.js';
-import { LookIn } from './lookin.js';
+import { LookIn, PreparedOffer } from './lookin.js';
 
 const groups = document.getElementById('groups');
 const status = document.getElementById('board-status');
@@ -15,6 +15,22 @@ let checks = [];
 let skew = 0; // server clock minus ours
 let current = null; // { check, lookin, seen }
 const MAY_LOOK = document.body.dataset.role === 'staff';
+
+// Offers made before Start is pressed (see PreparedOffer), by 'any' (the service's ICE
+// servers carry nothing per look-in: no TURN) or by check id (each with that check's own
+// short-lived TURN credential, made only for the row under the pointer or the focus).
+// A value is a promise of a PreparedOffer, or of null when none could be made.
+const prepared = new Map();
+let perLookin = null; // null: not known yet; true: TURN credentials, one per look-in
+let sharedIce = null; // { ice, at }: the last ICE servers that carry nothing per look-in
+let pointed = null; // the check whose row is under the pointer or has the focus
+let pointedAt = 0; // when the pointer last moved there (or the focus came)
+const SHARED_MS = 60_000; // an offer for any check is made afresh after this
+const PER_CHECK_MS = 15_000; // one with a TURN credential at most this long ...
+const CREDENTIAL_MARGIN_MS = 10_000; // ... and never this close to its credential's end
+const POINTED_MS = 60_000; // a pointer resting longer on a row gets no more TURN offers
+const DWELL_MS = 100; // nor one passing over a row (no TURN allocation per row swept)
+let dwell = null;
 
 function bucket(c, now) {
   if (c.state === 'open' && new Date(c.due_at) < now) return 'overdue';
@@ -86,9 +102,127 @@ async function refresh() {
     esc.hidden = !data.escalations;
     esc.textContent = t('rounds.escalations', { n: data.escalations });
     render();
+    prepareAhead();
   } catch (error) {
     status.textContent = explain(error);
   }
+}
+
+/** Checks a look-in may start on now, as far as the board knows. */
+function lookable() {
+  return checks.filter((c) => c.state === 'open' && c.camera_online);
+}
+
+/** Close and forget what is prepared under `key`, unless a look-in took it. */
+function discard(key) {
+  const entry = prepared.get(key);
+  if (!entry) return;
+  prepared.delete(key);
+  entry.dropped = true;
+  entry.offer?.close();
+}
+
+function discardAll() {
+  for (const key of [...prepared.keys()]) discard(key);
+}
+
+/** The ICE servers for a look-in on `check`: the shared ones if known and fresh (nothing
+ *  to ask: no request in the time to first frame), else asked of the service (with a TURN
+ *  credential of the look-in's own when one is configured). */
+async function iceFor(check) {
+  if (perLookin === false && sharedIce && performance.now() - sharedIce.at < SHARED_MS) return sharedIce.ice;
+  const ice = await api(`/api/checks/${check.id}/ice`, { method: 'POST' });
+  perLookin = ice.expires_at != null;
+  sharedIce = perLookin ? null : { ice, at: performance.now() };
+  return ice;
+}
+
+/** Start making an offer ahead under `key` ('any' or a check id) for `check`. With TURN
+ *  ('any' finds out) nothing is made for 'any': an offer with a check's credential is
+ *  made only for that check's row. */
+function prepare(key, check) {
+  const entry = { offer: null, dropped: false };
+  prepared.set(key, entry);
+  entry.ready = (async () => {
+    try {
+      const ice = await iceFor(check);
+      if (entry.dropped || (key === 'any') === perLookin) return null;
+      let lifetime = SHARED_MS;
+      if (perLookin) {
+        const left = new Date(ice.expires_at) - (Date.now() + skew) - CREDENTIAL_MARGIN_MS;
+        lifetime = Math.min(PER_CHECK_MS, left);
+        if (lifetime <= 0) return null;
+      }
+      entry.offer = new PreparedOffer(ice, perLookin ? check.id : null, lifetime);
+      // at its end it is closed, and made afresh if it is still wanted
+      setTimeout(() => {
+        if (prepared.get(key) !== entry) return;
+        discard(key);
+        prepareAhead();
+      }, lifetime);
+      return await entry.offer.ready;
+    } catch (error) {
+      entry.offer?.close();
+      return null;
+    }
+  })();
+  // nothing made (a refusal, TURN for 'any', TURN gone for a check): asked again later
+  entry.ready.then((offer) => { if (!offer && prepared.get(key) === entry) prepared.delete(key); });
+}
+
+/** Offers ready before Start: one for any check when the ICE servers carry nothing per
+ *  look-in, else one for the check the pointer or focus is on; none made while a look-in
+ *  runs or the page is hidden; each closed once its check (or every check) is no longer
+ *  open. */
+function prepareAhead() {
+  const open = lookable();
+  for (const key of [...prepared.keys()]) {
+    if (key === 'any' ? !open.length : !open.some((c) => c.id === key)) discard(key);
+  }
+  if (!MAY_LOOK || document.hidden || current || !open.length) return;
+  if (perLookin !== true && !prepared.has('any')) prepare('any', open[0]);
+  if (perLookin !== true) return;
+  // one check's credential at a time: the row pointed at, if it still may be looked in on
+  for (const key of [...prepared.keys()]) if (key !== 'any' && key !== pointed) discard(key);
+  const row = open.find((c) => c.id === pointed);
+  if (row && !prepared.has(row.id) && performance.now() - pointedAt < POINTED_MS) prepare(row.id, row);
+}
+
+/** The prepared offer a look-in on `check` may use (its own, else one for any check;
+ *  waiting for it if it is still being made), taken so that nobody else uses or closes
+ *  it; null if there is none. Whatever else is prepared is closed: nothing is kept ahead
+ *  while a look-in runs. */
+async function takePrepared(check) {
+  const entry = prepared.get(check.id) || prepared.get('any');
+  if (entry) prepared.delete(prepared.get(check.id) === entry ? check.id : 'any');
+  discardAll();
+  const offer = entry ? await entry.ready : null;
+  if (offer?.fits(check.id)) return offer.take();
+  offer?.close();
+  return null;
+}
+
+function pointAt(event) {
+  const li = event.target.closest?.('li.check[data-check]');
+  const id = li ? Number(li.dataset.check) : null;
+  pointedAt = performance.now();
+  if (id === pointed) return;
+  pointed = id;
+  clearTimeout(dwell);
+  if (perLookin === true) dwell = setTimeout(prepareAhead, DWELL_MS);
+}
+
+if (MAY_LOOK) {
+  groups.addEventListener('pointerover', pointAt);
+  groups.addEventListener('pointermove', pointAt);
+  groups.addEventListener('focusin', pointAt);
+  groups.addEventListener('pointerleave', () => { pointed = null; });
+  // nothing prepared is kept while nobody can press Start
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) discardAll();
+    else prepareAhead();
+  });
+  window.addEventListener('pagehide', discardAll);
 }
 
 async function open(check) {
@@ -114,12 +248,16 @@ async function open(check) {
   });
   current = { check, lookin, seen: false };
   try {
-    // STUN/TURN (with this viewer's short-lived TURN credential) before the offer, which
-    // must already carry the relayed candidates; asked after the LookIn is made, so the
-    // time to first frame counts from the press, this request included
-    const ice = await api(`/api/checks/${check.id}/ice`, { method: 'POST' });
-    lookin.iceServers = ice.ice_servers;
-    lookin.iceTransportPolicy = ice.ice_transport_policy;
+    // an offer made before the press if there is one for this check; else STUN/TURN
+    // (with this viewer's short-lived TURN credential) before the offer, which must
+    // already carry the relayed candidates. All after the LookIn is made, so the time to
+    // first frame counts from the press, any wait and request included.
+    lookin.prepared = await takePrepared(check);
+    if (!lookin.prepared) {
+      const ice = await iceFor(check);
+      lookin.iceServers = ice.ice_servers;
+      lookin.iceTransportPolicy = ice.ice_transport_policy;
+    }
     await lookin.start();
     tick();
   } catch (error) {
@@ -194,6 +332,7 @@ document.getElementById('lookin-close').addEventListener('click', async () => {
   if (current) await current.lookin.stop();
   current = null;
   panel.hidden = true;
+  prepareAhead(); // ready for the next Start
 });
 
 refresh();
