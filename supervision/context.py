@@ -38,6 +38,21 @@ async def who(request: Request) -> Who | None:
     return Who(*found) if found else None
 
 
+#: the theme switch's choices; the browser keeps its choice in this cookie (static/header.js)
+THEME_COOKIE = "nt_theme"
+THEMES = ("system", "dark", "light")
+#: when static/theme-light.css applies, per choice; print is always light (paper is white)
+THEME_MEDIA = {"system": "print, (prefers-color-scheme: light)", "dark": "print",
+               "light": "all"}
+
+
+def theme(request: Request, default: str = "system") -> str:
+    """The browser's chosen theme, read here so the page is drawn in it from the first
+    paint (the CSP allows no inline script to pick it earlier); else the page's default."""
+    chosen = request.cookies.get(THEME_COOKIE)
+    return chosen if chosen in THEMES else default
+
+
 def translator(request: Request, user: User | None = None) -> Translator:
     rt = runtime(request)
     wanted = request.cookies.get("nt_lang") or (user.locale if user else None)

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from supervision import audit
 from supervision.auth import COOKIE, authenticate, csrf_ok, end_session, start_session
-from supervision.context import Who, runtime, translator, who
+from supervision.context import THEME_MEDIA, THEMES, Who, runtime, theme, translator, who
 from supervision.i18n import LOCALES, Translator
 from supervision.runtime import Runtime
 from supervision.web.redirects import local_path, origin_of, same_origin_path
@@ -24,14 +24,18 @@ router = APIRouter(include_in_schema=False)
 HOME = {"staff": "/rounds", "patrol": "/patrol", "manager": "/manage", "admin": "/admin/cameras"}
 PAGE_ROLES = {"/rounds": ("staff", "admin"), "/patrol": ("patrol", "admin"),
               "/manage": ("manager", "admin")}
+#: pages dark until the browser chooses otherwise: the patrol reads its phone in a dark car
+DARK_BY_DEFAULT = frozenset({"patrol.html"})
 
 
 def render(request: Request, name: str, t: Translator, current: Who | None,
            status: int = 200, **context: Any) -> HTMLResponse:
     strings = t.subset("")
+    shown = theme(request, "dark" if name in DARK_BY_DEFAULT else "system")
     return templates.TemplateResponse(request, name, {
         "t": t, "user": current.user if current else None,
-        "csrf": current.session.csrf if current else "", "strings": strings, **context,
+        "csrf": current.session.csrf if current else "", "strings": strings,
+        "theme": shown, "themes": THEMES, "theme_media": THEME_MEDIA, **context,
     }, status_code=status)
 
 

@@ -22,6 +22,9 @@ def test_buttons_follow_the_picture_and_the_note_reaches_the_patrol(
         start.wait_for()
         check = start.locator("xpath=..").get_attribute("data-check")
         start.click()
+        # a modal dialog: the keyboard is in it, the board behind it is inert
+        assert natt.evaluate("document.activeElement.id") == "lookin-name"
+        assert natt.evaluate("document.getElementById('board').inert") is True
         natt.wait_for_function(
             "() => document.getElementById('lookin-video').videoWidth > 0", timeout=10_000)
         calm = natt.locator("button[data-outcome=calm]")
@@ -45,6 +48,9 @@ def test_buttons_follow_the_picture_and_the_note_reaches_the_patrol(
         assert kvall.locator("button[data-outcome=calm]").is_disabled()
         assert kvall.locator("#outcome-why").inner_text().strip(), "says why"
         assert "Nora Natt" in kvall.locator("#lookin-status").inner_text()
+        kvall.click("#lookin-close")  # closed: the keyboard is back on the board
+        assert kvall.evaluate("document.getElementById('board').inert") is False
+        assert kvall.evaluate("document.activeElement.closest('#board') !== null")
 
         natt.fill("#outcome-note", "Andas tungt, ligger på golvet")
         natt.click("button[data-outcome=needs-help]")

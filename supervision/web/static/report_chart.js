@@ -16,7 +16,8 @@ function draw() {
     width: Math.max(280, box.clientWidth), height: 260,
     scales: { x: { time: true } },
     axes: [{ values: (u, ticks) => ticks.map((s) => new Date(s * 1000).toISOString().slice(5, 10)) }, {}],
-    series: [{}, ...SERIES.map(([, cat, stroke]) => ({ label: t(`manage.report.cat.${cat}`), stroke, width: 2, points: { show: true } }))],
+    // the nights' own name in the legend (uPlot's default is the English "Time")
+    series: [{ label: t('manage.report.col.night') }, ...SERIES.map(([, cat, stroke]) => ({ label: t(`manage.report.cat.${cat}`), stroke, width: 2, points: { show: true } }))],
   };
   box.replaceChildren();
   // eslint-disable-next-line no-undef

@@ -225,9 +225,30 @@ if (MAY_LOOK) {
   window.addEventListener('pagehide', discardAll);
 }
 
+// The look-in panel is a modal dialog: the board and the header behind it are inert while
+// it is open, the keyboard starts on its heading, and goes back to what opened it.
+let opener = null;
+function showPanel() {
+  opener = document.activeElement;
+  panel.hidden = false;
+  for (const behind of [document.getElementById('board'), document.querySelector('header.bar')]) {
+    if (behind) behind.inert = true;
+  }
+  document.getElementById('lookin-name').focus();
+}
+function hidePanel() {
+  panel.hidden = true;
+  for (const behind of [document.getElementById('board'), document.querySelector('header.bar')]) {
+    if (behind) behind.inert = false;
+  }
+  const back = opener && opener.isConnected ? opener : document.querySelector('#board button.start');
+  opener = null;
+  back?.focus();
+}
+
 async function open(check) {
   if (current) return;
-  panel.hidden = false;
+  showPanel();
   document.getElementById('lookin-name').textContent = `${check.recipient} · ${clock(check.due_at, check.timezone)}`;
   panelStatus.textContent = t('lookin.connecting');
   note.value = '';
@@ -314,7 +335,7 @@ for (const button of panel.querySelectorAll('.outcome')) {
       });
       panelStatus.textContent = t('lookin.recorded', { outcome: t('outcome.' + button.dataset.outcome) });
       current = null;
-      setTimeout(() => { if (!current) panel.hidden = true; }, 1200);
+      setTimeout(() => { if (!current && !panel.hidden) hidePanel(); }, 1200);
       refresh();
     } catch (error) {
       panelStatus.textContent = explain(error);
@@ -331,7 +352,7 @@ for (const button of panel.querySelectorAll('.outcome')) {
 document.getElementById('lookin-close').addEventListener('click', async () => {
   if (current) await current.lookin.stop();
   current = null;
-  panel.hidden = true;
+  hidePanel();
   prepareAhead(); // ready for the next Start
 });
 
