@@ -4,9 +4,13 @@ Makes a fresh PostgreSQL database (migrated to head), fills it in the database i
 (``generate_series``, so generation is minutes, not hours) with a year as the service would
 have left it: checks (mostly calm, some late, missed, skipped, dispatched), a look-in for
 each looked-in check (a few technical failures), an alert for each missed or dispatched
-check and the patrol's audited moves (acknowledged, arrived). Then times
+check and the patrol's audited moves (acknowledged, arrived). Then rolls the year up
+(``supervision.rollup``, as the nightly job would have, timed) and times
 ``supervision.reports.period_report`` for a whole month of the whole service (the largest
-report there is) and for one unit: one warm-up, then the median of ``--runs``.
+report there is) and for one unit: one warm-up, then the median of ``--runs``; and the
+whole service again with the month's last two nights read live (as the current month
+is: the night now running and one not yet ended for good). ``--live`` times the report
+with no roll-ups at all (as before them).
 
     .venv/bin/python bench/report.py --url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
@@ -29,7 +33,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from supervision import reports
+from supervision import reports, rollup
 from supervision.db import Database, migrate
 
 UNITS = 20
@@ -106,14 +110,19 @@ async def admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-async def timed(database: Database, month: date, unit: str | None, runs: int) -> float:
-    """Median milliseconds of the month report (after one warm-up run)."""
+async def timed(database: Database, month: date, unit: str | None, runs: int,
+                live: bool = False) -> float:
+    """Median milliseconds of the month report (after one warm-up run). ``live``: with the
+    roll-ups out of sight (deleted in a transaction rolled back afterwards)."""
     samples = []
     for _ in range(runs + 1):
-        async with database.read() as db:
+        async with database.sessions() as db, db.begin():
+            if live:
+                await db.execute(text("DELETE FROM night_rollups"))
             began = time.perf_counter()
             report = await reports.period_report(db, "month", month, unit, 5)
             samples.append((time.perf_counter() - began) * 1000)
+            await db.rollback()
     assert report.by_unit[-1].planned > 0
     return statistics.median(samples[1:])
 
@@ -131,15 +140,44 @@ async def main(args: argparse.Namespace) -> None:
         async with database.engine.connect() as conn:
             checks = (await conn.execute(text("SELECT count(*) FROM checks"))).scalar_one()
         month = FIRST + timedelta(days=args.nights // 2)  # a whole month of the data
+        if args.live:
+            whole = await timed(database, month, None, args.runs, live=True)
+            one = await timed(database, month, "Enhet 1", args.runs, live=True)
+            print(f"month report without roll-ups, whole service: {whole:.0f} ms; one "
+                  f"unit: {one:.0f} ms (median of {args.runs})")
+            print(f"recipients={args.recipients} checks={checks} month_report_ms={whole:.0f}")
+            return
+        began = time.perf_counter()
+        rolled = await rollup.roll_up(database, late_minutes=5, grace=timedelta(hours=24),
+                                      limit=100_000)
+        print(f"rolled up {len(rolled)} nights in {time.perf_counter() - began:.1f} s",
+              flush=True)
         whole = await timed(database, month, None, args.runs)
         one = await timed(database, month, "Enhet 1", args.runs)
-        print(f"month report, whole service: {whole:.0f} ms; one unit: {one:.0f} ms "
-              f"(median of {args.runs})")
+        last = reports.period_bounds("month", month)[1]
+        partly = await partly_live(database, month, [last - timedelta(days=1), last],
+                                   args.runs)
+        print(f"month report, whole service: {whole:.0f} ms; one unit: {one:.0f} ms; "
+              f"whole service with two nights live: {partly:.0f} ms (median of {args.runs})")
         print(f"recipients={args.recipients} checks={checks} month_report_ms={whole:.0f}")
     finally:
         await database.engine.dispose()
         if not args.keep and not args.reuse:
             await admin(args.url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def partly_live(database: Database, month: date, nights: list[date], runs: int
+                      ) -> float:
+    """The whole service's month with ``nights`` read live (their roll-ups marked dirty),
+    then rolled up again."""
+    async with database.engine.begin() as conn:
+        await conn.execute(text("UPDATE night_rollups SET dirty = true WHERE night = ANY(:n)"),
+                           {"n": nights})
+    try:
+        return await timed(database, month, None, runs)
+    finally:
+        await rollup.roll_up(database, late_minutes=5, grace=timedelta(hours=24),
+                             limit=100_000)
 
 
 async def fill(database: Database, args: argparse.Namespace) -> None:
@@ -149,6 +187,9 @@ async def fill(database: Database, args: argparse.Namespace) -> None:
               "first": FIRST}
     async with database.engine.begin() as conn:
         await conn.execute(text("SET LOCAL synchronous_commit = off"))
+        # no triggers (the roll-ups' dirty marks, the foreign keys): there is no roll-up
+        # yet to mark, and the rows are made consistent
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
         for sql in FILL:
             await conn.execute(text(sql), {k: v for k, v in values.items()
                                            if f":{k}" in sql})
@@ -172,6 +213,8 @@ if __name__ == "__main__":
     parser.add_argument("--nights", type=int, default=365)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--live", action="store_true",
+                        help="time the report without roll-ups (as before them)")
     parser.add_argument("--reuse", metavar="NAME",
                         help="time the report on a database kept by --keep (no generation)")
     asyncio.run(main(parser.parse_args()))

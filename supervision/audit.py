@@ -5,6 +5,8 @@ serialised (PostgreSQL advisory transaction lock; one writer on SQLite) and prev
 unique, so the chain can never fork. The chain alone shows a changed, removed or inserted
 row, but not the newest rows removed, nor a change followed by recomputing every later
 hash (the algorithm is public): ``audit_anchor`` checkpoints the head outside the database.
+A retention purge (``retention``) removes the oldest entries after a signed purge
+checkpoint; verification then starts from it (``Start``) instead of the genesis hash.
 """
 
 from __future__ import annotations
@@ -113,11 +115,33 @@ class Problem:
         return f"entry {self.entry_id}" if self.entry_id is not None else "checkpoints"
 
 
-def verify_chain(events: Iterable[AuditEvent]) -> list[Problem]:
+@dataclass(frozen=True)
+class Start:
+    """Where verification starts after a retention purge: entries up to ``entry`` may be
+    gone, and the first entry after it must follow ``hash`` (the purge checkpoint's, whose
+    signature the caller verified; ``audit_anchor``)."""
+
+    entry: int
+    hash: str
+
+
+def verify_chain(events: Iterable[AuditEvent], start: Start | None = None) -> list[Problem]:
+    """Per-entry problems, from the genesis hash or from ``start``. Entries up to
+    ``start.entry`` that are still there (a purge deletes oldest first, in batches) must
+    link up among themselves and end in ``start.entry`` with ``start.hash``: so a purge
+    cut short still verifies, and anything else removed there does not."""
     problems: list[Problem] = []
-    prev = GENESIS
+    prev: str | None = GENESIS if start is None else None  # None: the first kept, purged before
+    crossed = start is None
     for event in events:
-        if event.prev_hash != prev:
+        expected = prev
+        if start is not None and not crossed and event.id > start.entry:
+            crossed = True
+            expected = start.hash
+            if prev is not None and prev != start.hash:  # the purged part ends elsewhere
+                expected = None
+                problems.append(Problem(event.id, "chain_broken"))
+        if expected is not None and event.prev_hash != expected:
             problems.append(Problem(event.id, "chain_broken"))
         recomputed = entry_hash(event.prev_hash, event.at, event.actor, event.kind,
                                 event.subject, event.data)
@@ -131,9 +155,11 @@ async def all_entries(session: AsyncSession) -> list[AuditEvent]:
     return list((await session.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars())
 
 
-async def verify(session: AsyncSession) -> list[Problem]:
-    """The chain alone (no witness): changed, removed or inserted entries by id."""
-    return verify_chain(await all_entries(session))
+async def verify(session: AsyncSession, start: Start | None = None) -> list[Problem]:
+    """The chain alone (no witness): changed, removed or inserted entries by id. After a
+    retention purge it needs the purge checkpoint's ``start`` (``audit_anchor.check``
+    finds it and verifies its signature)."""
+    return verify_chain(await all_entries(session), start)
 
 
 # --- export ------------------------------------------------------------------------

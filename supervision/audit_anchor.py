@@ -5,6 +5,13 @@ The chain's head is checkpointed: {entry, hash, count, at} signed with the serve
 JSON-lines file, optionally syslog). ``check`` compares the chain with every checkpoint it
 can verify, so the newest entries removed, or a change with every later hash recomputed,
 show.
+
+A retention purge (supervision/retention.py) first writes a signed *purge checkpoint*
+(its own domain): the last purged entry's id and hash and how many entries it removes,
+kept in ``audit_purges`` and in the witness. ``check`` verifies the chain from the newest
+one whose signature verifies, accepts checkpoints of entries it covers, and counts the
+entries of later checkpoints above it; an unsigned or forged one is a problem, and so are
+entries gone without one.
 """
 
 from __future__ import annotations
@@ -29,10 +36,10 @@ from sqlalchemy.orm import aliased
 from camera_agent.protocol import load_public_key
 from camera_agent.protocol import verify as verify_signature
 from schedules.canonical import canonical
-from supervision.audit import GENESIS, Problem, all_entries, verify_chain
+from supervision.audit import GENESIS, Problem, Start, all_entries, verify_chain
 from supervision.config import Settings
 from supervision.db import Database
-from supervision.models import AuditEvent
+from supervision.models import AuditEvent, AuditPurge
 from supervision.tickets import ServerKey
 
 log = logging.getLogger("supervision.audit_anchor")
@@ -42,6 +49,8 @@ log = logging.getLogger("supervision.audit_anchor")
 
 #: domain separation: a checkpoint signature can never pass as a ticket's or a plan's
 CHECKPOINT_DOMAIN = b"nattillsyn/audit-checkpoint/v1\n"
+#: a purge checkpoint's: never taken for a head checkpoint, nor the other way round
+PURGE_DOMAIN = b"nattillsyn/audit-purge/v1\n"
 #: the syslog tag; a syslog copy's checkpoint lines are found by it
 SYSLOG_TAG = "nattillsyn-audit-checkpoint"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -54,18 +63,44 @@ class Checkpoint:
     count: int  # entries in the log then
     at: str     # when, ISO 8601 UTC
     reason: str  # start, stop, interval or manual
+    #: the newest retention purge's last entry then (0: none): ``count`` counts the
+    #: entries after it, so a purge still under way cannot make the count ambiguous
+    base: int = 0
 
     def body(self) -> dict[str, object]:
-        return {"v": 1, "entry": self.entry, "hash": self.hash, "count": self.count,
-                "at": self.at, "reason": self.reason}
+        body: dict[str, object] = {"v": 1, "entry": self.entry, "hash": self.hash,
+                                   "count": self.count, "at": self.at, "reason": self.reason}
+        if self.base:
+            body["base"] = self.base
+        return body
+
+
+@dataclass(frozen=True)
+class PurgeCheckpoint:
+    """Entries up to ``entry`` (whose hash is ``hash``) are purged: the ``purged`` entries
+    after ``prev`` (the previous purge's ``entry``, 0 for the first), those older than
+    ``before``; ``at``: when it was signed."""
+
+    entry: int
+    hash: str
+    purged: int
+    prev: int
+    before: str
+    at: str
+
+    def body(self) -> dict[str, object]:
+        return {"v": 1, "kind": "purge", "entry": self.entry, "hash": self.hash,
+                "purged": self.purged, "prev": self.prev, "before": self.before,
+                "at": self.at}
 
 
 def checkpoint_message(body: Mapping[str, object]) -> bytes:
     """The exact bytes signed: the domain prefix, then the canonical JSON of the body."""
-    return CHECKPOINT_DOMAIN + canonical(dict(body))
+    domain = PURGE_DOMAIN if body.get("kind") == "purge" else CHECKPOINT_DOMAIN
+    return domain + canonical(dict(body))
 
 
-def signed_line(checkpoint: Checkpoint, key: ServerKey) -> str:
+def signed_line(checkpoint: Checkpoint | PurgeCheckpoint, key: ServerKey) -> str:
     """One witness line: the checkpoint's fields and ``signature`` (over all the others)."""
     body = checkpoint.body()
     return json.dumps({**body, "signature": key.sign_checkpoint(checkpoint_message(body))},
@@ -73,15 +108,17 @@ def signed_line(checkpoint: Checkpoint, key: ServerKey) -> str:
 
 
 async def head(session: AsyncSession, reason: str) -> Checkpoint:
-    """The chain's head now, in one statement (one snapshot even on SQLite)."""
+    """The chain's head now, in one statement (one snapshot even on SQLite); ``count``
+    counts the entries after the newest purge's last one (``base``)."""
+    base = select(func.coalesce(func.max(AuditPurge.entry), 0)).scalar_subquery()
     counted = aliased(AuditEvent)  # not correlated with the outer row: the whole table
-    total = select(func.count(counted.id)).scalar_subquery()
-    row = (await session.execute(select(AuditEvent.id, AuditEvent.hash, total)
+    total = select(func.count(counted.id)).where(counted.id > base).scalar_subquery()
+    row = (await session.execute(select(AuditEvent.id, AuditEvent.hash, total, base)
                                  .order_by(AuditEvent.id.desc()).limit(1))).first()
     at = datetime.now(UTC).isoformat(timespec="seconds")
     if row is None:
         return Checkpoint(0, GENESIS, 0, at, reason)
-    return Checkpoint(int(row[0]), str(row[1]), int(row[2]), at, reason)
+    return Checkpoint(int(row[0]), str(row[1]), int(row[2]), at, reason, int(row[3]))
 
 
 def append_witness(path: Path, line: str) -> None:
@@ -122,6 +159,11 @@ def send_syslog(address: str, line: str) -> None:
                                        line, None, None))
     finally:
         handler.close()
+
+
+def publish(settings: Settings, line: str) -> None:
+    """``line`` to the witness file and syslog (if set); raises ``OSError`` if one failed."""
+    _publish(settings, line)
 
 
 def _publish(settings: Settings, line: str) -> None:
@@ -192,9 +234,9 @@ def _lines(witness: Witness) -> list[tuple[int, str]]:
     return found
 
 
-def _parse(raw: str, keys: Sequence[Ed25519PublicKey]) -> Checkpoint | str:
-    """The checkpoint, or the problem code: ``garbled`` (not a whole checkpoint line) or
-    ``bad_signature`` (no given key signed exactly these fields)."""
+def _parse(raw: str, keys: Sequence[Ed25519PublicKey]) -> Checkpoint | PurgeCheckpoint | str:
+    """The checkpoint (a head's or a purge's), or the problem code: ``garbled`` (not a
+    whole checkpoint line) or ``bad_signature`` (no given key signed exactly these fields)."""
     try:
         fields = json.loads(raw)
     except (ValueError, RecursionError):  # an edited line may nest without end
@@ -208,13 +250,28 @@ def _parse(raw: str, keys: Sequence[Ed25519PublicKey]) -> Checkpoint | str:
         return "garbled"
     if not any(verify_signature(k, signature, message) for k in keys):
         return "bad_signature"
+    if fields.get("kind") == "purge":
+        return _purge(fields)
+    base = fields.get("base", 0)
+    if type(base) is not int:
+        return "garbled"
     entry, hash_, count_, at, reason = (fields.get(k) for k in
                                         ("entry", "hash", "count", "at", "reason"))
     if (fields.get("v") != 1 or type(entry) is not int or type(count_) is not int
             or not isinstance(hash_, str) or not _HEX64.match(hash_)
             or not isinstance(at, str) or not isinstance(reason, str)):
         return "garbled"
-    return Checkpoint(entry, hash_, count_, at, reason)
+    return Checkpoint(entry, hash_, count_, at, reason, base)
+
+
+def _purge(fields: Mapping[str, object]) -> PurgeCheckpoint | str:
+    entry, hash_, purged, prev, before, at = (fields.get(k) for k in (
+        "entry", "hash", "purged", "prev", "before", "at"))
+    if (fields.get("v") != 1 or type(entry) is not int or type(purged) is not int
+            or type(prev) is not int or not isinstance(hash_, str) or not _HEX64.match(hash_)
+            or not isinstance(before, str) or not isinstance(at, str)):
+        return "garbled"
+    return PurgeCheckpoint(entry, hash_, purged, prev, before, at)
 
 
 def _last_checkpoint(path: Path, key: Ed25519PublicKey) -> Checkpoint | None:
@@ -237,10 +294,17 @@ class Placed:
     line: int
 
 
+@dataclass(frozen=True)
+class PlacedPurge:
+    checkpoint: PurgeCheckpoint
+    source: str  # a witness, or "audit_purges"
+    line: int  # the witness line, or the row's id
+
+
 def read_witnesses(witnesses: Sequence[Witness], keys: Sequence[Ed25519PublicKey]
-                   ) -> tuple[list[Placed], list[Problem]]:
+                   ) -> tuple[list[Placed | PlacedPurge], list[Problem]]:
     """Every checkpoint whose signature verifies, and a problem for every other line."""
-    good: list[Placed] = []
+    good: list[Placed | PlacedPurge] = []
     problems: list[Problem] = []
     for witness in witnesses:
         source = str(witness.path)
@@ -259,6 +323,9 @@ def read_witnesses(witnesses: Sequence[Witness], keys: Sequence[Ed25519PublicKey
             if isinstance(parsed, Checkpoint):
                 good.append(Placed(parsed, source, number))
                 continue
+            if isinstance(parsed, PurgeCheckpoint):
+                good.append(PlacedPurge(parsed, source, number))
+                continue
             claimed = re.search(r'"at"\s*:\s*"([^"]{1,40})"', raw)
             problems.append(Problem(None, parsed, {"line": number,
                                                    "at": claimed.group(1) if claimed else "?"},
@@ -266,8 +333,45 @@ def read_witnesses(witnesses: Sequence[Witness], keys: Sequence[Ed25519PublicKey
     return good, problems
 
 
-def compare(events: Sequence[AuditEvent], placed: Sequence[Placed]) -> list[Problem]:
-    """What the checkpoints say is missing or altered in the chain (read after them)."""
+#: where ``stored_purges`` found a purge checkpoint (its ``line`` is the row's id)
+PURGES_TABLE = "audit_purges"
+
+
+async def stored_purges(session: AsyncSession, keys: Sequence[Ed25519PublicKey]
+                        ) -> tuple[list[PlacedPurge], list[Problem]]:
+    """The purge checkpoints kept in the database whose signature verifies (and that name
+    the entry their row does), and a problem for every other row."""
+    good: list[PlacedPurge] = []
+    problems: list[Problem] = []
+    rows = (await session.execute(select(AuditPurge.id, AuditPurge.entry, AuditPurge.line)
+                                  .order_by(AuditPurge.id))).all()
+    for row_id, entry, line in rows:
+        parsed = _parse(line, keys)
+        if isinstance(parsed, PurgeCheckpoint) and parsed.entry == entry:
+            good.append(PlacedPurge(parsed, PURGES_TABLE, row_id))
+        else:
+            problems.append(Problem(entry, "purge_unsigned", {"row": row_id, "entry": entry},
+                                    source=PURGES_TABLE, line=row_id))
+    return good, problems
+
+
+def purge_start(purges: Sequence[PlacedPurge]) -> Start | None:
+    """Where the chain's verification starts: the newest verified purge checkpoint."""
+    newest = max(purges, key=lambda p: (p.checkpoint.entry, p.checkpoint.at), default=None)
+    if newest is None or newest.checkpoint.entry == 0:
+        return None
+    return Start(newest.checkpoint.entry, newest.checkpoint.hash)
+
+
+def compare(events: Sequence[AuditEvent], placed: Sequence[Placed],
+            purges: Sequence[PlacedPurge] = ()) -> list[Problem]:
+    """What the checkpoints say is missing or altered in the chain (read after them).
+    Checkpointed entries a verified purge covers may be gone; a later checkpoint's count
+    is of the entries above its ``base``, less what purges after that base removed."""
+    start = purge_start(purges)
+    boundary = start.entry if start else 0
+    # each purge once (the table and a witness both hold it): (entry, how many it removed)
+    removed = {p.checkpoint for p in purges}
     ids = [e.id for e in events]
     hashes = {e.id: e.hash for e in events}
     last_id = ids[-1] if ids else 0
@@ -287,6 +391,8 @@ def compare(events: Sequence[AuditEvent], placed: Sequence[Placed]) -> list[Prob
                                                           beyond.checkpoint.count):
                 beyond = p
         elif cp.entry not in hashes:
+            if cp.entry <= boundary:
+                continue  # purged, as a signed purge checkpoint says
             if cp.entry not in reported_missing:
                 reported_missing.add(cp.entry)
                 problems.append(Problem(cp.entry, "entry_missing", {
@@ -295,12 +401,16 @@ def compare(events: Sequence[AuditEvent], placed: Sequence[Placed]) -> list[Prob
         elif hashes[cp.entry] != cp.hash:
             differing.append(p)
         elif not differing:
-            found = bisect.bisect_right(ids, cp.entry)
-            if cp.count - found != gap:  # each removal (or insertion) once, where it shows
-                gap = cp.count - found
-                problems.append(Problem(cp.entry, "count_differs", {
-                    "entry": cp.entry, "at": cp.at, "count": cp.count, "found": found}))
             agreed = cp.entry
+            if cp.entry <= boundary:
+                continue  # partly purged already: the purge checkpoint vouches for them
+            low = max(cp.base, boundary)
+            found = bisect.bisect_right(ids, cp.entry) - bisect.bisect_right(ids, low)
+            counted = cp.count - sum(p.purged for p in removed if cp.base < p.entry <= low)
+            if counted - found != gap:  # each removal (or insertion) once, where it shows
+                gap = counted - found
+                problems.append(Problem(cp.entry, "count_differs", {
+                    "entry": cp.entry, "at": cp.at, "count": counted, "found": found}))
     if differing:
         first = differing[0].checkpoint
         later = len({p.checkpoint.entry for p in differing}) - 1
@@ -325,6 +435,8 @@ class Report:
     verified: int  # checkpoints whose signature verified
     latest: Checkpoint | None  # the one naming the newest entry
     unanchored: int  # entries after the latest checkpoint (not yet covered by any)
+    #: the newest verified purge checkpoint: verification started after its entry
+    purge: PurgeCheckpoint | None = None
 
     @property
     def intact(self) -> bool:
@@ -340,12 +452,23 @@ async def check(session: AsyncSession, witnesses: Sequence[Witness],
     """The chain, checked alone and against every checkpoint signed by one of
     ``public_keys`` in ``witnesses``. The witnesses are read before the chain: a
     checkpoint names only committed entries, so a checkpoint written while this runs can
-    never be taken for entries gone missing."""
+    never be taken for entries gone missing. The purge checkpoints of the database's
+    ``audit_purges`` count as well as the witnesses' (``stored_purges``)."""
     keys = [load_public_key(k) for k in public_keys]
-    placed, problems = await asyncio.to_thread(read_witnesses, witnesses, keys)
+    read, problems = await asyncio.to_thread(read_witnesses, witnesses, keys)
+    placed = [p for p in read if isinstance(p, Placed)]
+    purges = [p for p in read if isinstance(p, PlacedPurge)]
     events = await all_entries(session)
-    chain = verify_chain(events)
-    problems += compare(events, placed)
+    # read after the entries: a purge's row is committed before it deletes anything, so
+    # every deletion the entries show has its row here
+    stored, unsigned = await stored_purges(session, keys)
+    purges += stored
+    problems += unsigned
+    start = purge_start(purges)
+    chain = verify_chain(events, start)
+    problems += compare(events, placed, purges)
+    newest_purge = max(purges, key=lambda p: (p.checkpoint.entry, p.checkpoint.at),
+                       default=None)
     latest = max(placed, key=lambda p: (p.checkpoint.entry, p.checkpoint.at), default=None)
     if events and not placed:
         problems.append(Problem(None, "no_checkpoint", {}))
@@ -356,4 +479,5 @@ async def check(session: AsyncSession, witnesses: Sequence[Witness],
                              else 0)
     return Report(entries=len(events), chain=chain, anchor=problems,
                   witnesses=[str(w.path) for w in witnesses], verified=len(placed),
-                  latest=latest.checkpoint if latest else None, unanchored=unanchored)
+                  latest=latest.checkpoint if latest else None, unanchored=unanchored,
+                  purge=newest_purge.checkpoint if newest_purge else None)

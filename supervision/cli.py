@@ -292,6 +292,10 @@ def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     report = asyncio.run(_with_db(settings, lambda db: audit_anchor.check(db, witnesses, keys)))
     for problem in report.problems:
         print(f"{problem.place}: {problem.what}")
+    if report.purge is not None:
+        print(f"purged up to entry {report.purge.entry} (entries before "
+              f"{report.purge.before}); verified from the purge checkpoint of "
+              f"{report.purge.at}")
     if report.latest is not None:
         cp = report.latest
         print(f"checkpoints verified: {report.verified}; the newest names entry {cp.entry} "
@@ -300,6 +304,37 @@ def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     print("audit chain intact" if report.intact
           else f"{len(report.problems)} problem(s) found")
     return 0 if report.intact else 1
+
+
+def _purge(settings: Settings) -> int:
+    """Purge what is older than ``retention_days`` now (the leader's ``retention`` job does
+    it every day); finishes a purge an earlier run left unfinished."""
+    from supervision import retention
+    from supervision.tickets import ServerKey
+
+    if not settings.key_file.exists():  # a purge checkpoint must be signed with the service's
+        print(f"no server key at {settings.key_file}", file=sys.stderr)
+        return 2
+
+    async def run() -> retention.Purged:
+        database = Database.open(settings.database_url)
+        try:
+            await settle_schema(database.engine, auto_migrate=settings.auto_migrate)
+            return await retention.run(database, settings, ServerKey.load(settings.key_file))
+        finally:
+            await database.engine.dispose()
+    try:
+        done = asyncio.run(run())
+    except OSError as exc:
+        print(f"purge refused, nothing deleted: the checkpoint could not be written: {exc}",
+              file=sys.stderr)
+        return 1
+    if done.began is not None:
+        print(f"purge checkpoint: entries up to id {done.began.entry} ({done.began.purged}), "
+              f"nights before {done.began.keep_night}; written to {settings.audit_witness}")
+    print("deleted: " + (", ".join(f"{t} {n}" for t, n in sorted(done.deleted.items()))
+                         or f"nothing older than {settings.retention_days} days"))
+    return 0
 
 
 def _utc(text: str | None) -> datetime | None:
@@ -346,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     change.add_argument("--shift-lead", dest="shift_lead", action="store_true", default=None)
     change.add_argument("--no-shift-lead", dest="shift_lead", action="store_false")
     change.add_argument("--disable", action="store_true")
+    sub.add_parser("purge", help="delete what is older than retention_days, after a signed "
+                                 "purge checkpoint (the service does it every day)")
     aud = sub.add_parser("audit")
     aud_sub = aud.add_subparsers(dest="audit_command", required=True)
     verify = aud_sub.add_parser("verify", help="the hash chain, and it against the checkpoints")
@@ -409,6 +446,8 @@ def _command(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(_user_role(settings, args))
     elif args.command == "audit":
         return _audit(settings, args)
+    elif args.command == "purge":
+        return _purge(settings)
     return 0
 
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     #: reports: a check first looked in on more than this many minutes after its due time
     #: counts as late (supervision/reports.py)
     report_late_minutes: int = Field(default=5, ge=0, le=120)
+    #: reports: a night is rolled up (supervision/rollup.py) this long after its last check
+    #: closed even if a check or an alert of it is still unfinished
+    report_rollup_grace_hours: float = Field(default=24.0, ge=0, le=24 * 31)
     # dispatch
     escalate_after_minutes: float = Field(default=3.0, gt=0, le=24 * 60)
     # optional webhook to an external alarm receiver (None = off); see supervision/webhook.py
@@ -150,6 +153,10 @@ class Settings(BaseSettings):
     audit_witness_file: Path | None = None  # None: data_dir / "audit-checkpoints.jsonl"
     #: also send each checkpoint to syslog: "/dev/log" or "host:port" (UDP); None = off
     audit_syslog: str | None = None
+    #: retention (supervision/retention.py): look-in records, checks, alerts and audit
+    #: entries older than this many days are purged (after a signed purge checkpoint).
+    #: No "keep forever": at least a year (reports, complaints), at most ten
+    retention_days: int = Field(default=730, ge=365, le=3650)
     # what operators watch (supervision/metrics.py, supervision/logs.py, /healthz, /readyz)
     #: "json": one JSON object a line (for a log shipper), the access log included
     log_format: Literal["text", "json"] = "text"

@@ -183,13 +183,32 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
     id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)  # the retention purge's boundary
     actor: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32), index=True)
     subject: Mapped[str] = mapped_column(String(64), index=True)
     data: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditPurge(Base):
+    """A retention purge (supervision/retention.py): its signed purge checkpoint (``line``,
+    the witness line as written: the last purged entry's id and hash and how many) and
+    whether its deletions are done. Verification starts from the newest whose signature
+    verifies (supervision/audit_anchor.py); the columns beside ``line`` are for the job."""
+
+    __tablename__ = "audit_purges"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry: Mapped[int] = mapped_column(Integer, index=True)  # the last purged entry's id
+    hash: Mapped[str] = mapped_column(String(64))
+    purged: Mapped[int] = mapped_column(Integer)  # audit entries this purge removes
+    #: audit entries before this instant, and nights before ``keep_night``, are purged
+    before: Mapped[datetime]
+    keep_night: Mapped[date] = mapped_column(Date)
+    line: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class WebhookDelivery(Base):
@@ -340,3 +359,54 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(200), index=True)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class NightRollup(Base):
+    """A night whose period-report figures are rolled up (supervision/rollup.py), with the
+    late limit they were counted with. ``dirty``: something the report reads changed since
+    (set in the changing transaction by triggers, migration 0013), so the report reads the
+    night live until the job rolls it up again. ``late_minutes`` None: not rolled up yet."""
+
+    __tablename__ = "night_rollups"
+    night: Mapped[date] = mapped_column(Date, primary_key=True)
+    late_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rolled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    dirty: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RollupCount(Base):
+    """A rolled-up night's checks per unit: ``kind`` "category" (key: reports.CATEGORIES)
+    or "skipped" (key: the skip's reason)."""
+
+    __tablename__ = "rollup_counts"
+    night: Mapped[date] = mapped_column(Date, primary_key=True)
+    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class RollupAlert(Base):
+    """A rolled-up night's alert: its reason and the patrol's times, per alert so that the
+    median and 90th percentile over any set of nights stay exact. No foreign keys: a cache
+    of what the triggers keep it true to, it must not stand in the way of a purge."""
+
+    __tablename__ = "rollup_alerts"
+    night: Mapped[date] = mapped_column(Date, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    recipient_id: Mapped[int] = mapped_column(Integer)  # the check's
+    reason: Mapped[str] = mapped_column(String(64))
+    ack_s: Mapped[float | None]
+    arr_s: Mapped[float | None]
+
+
+class RollupCamera(Base):
+    """A rolled-up night's technical failures per camera (and the check's recipient)."""
+
+    __tablename__ = "rollup_cameras"
+    night: Mapped[date] = mapped_column(Date, primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    technical_failure: Mapped[int] = mapped_column(Integer)
+    agent_gone: Mapped[int] = mapped_column(Integer)
+    unreported: Mapped[int] = mapped_column(Integer)

@@ -25,15 +25,37 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import String, and_, case, cast, extract, func, literal, select
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy.sql.selectable import Select, Subquery
 
 import schedules
 from schedules.localtime import zone
 from supervision import audit
-from supervision.models import Alert, AuditEvent, Check, Recipient, User, Visit
+from supervision.models import (
+    Alert,
+    AuditEvent,
+    Check,
+    NightRollup,
+    Recipient,
+    RollupAlert,
+    RollupCamera,
+    RollupCount,
+    User,
+    Visit,
+)
 from supervision.runtime import Runtime
 
 #: what a check came to, in the order the report shows them
@@ -64,7 +86,7 @@ def _checks_with_first_lookin(where: ColumnElement[bool]) -> Subquery:
              .correlate(Check).scalar_subquery())
     return (select(Check.id, Check.recipient_id, Check.night, Check.state, Check.due_at,
                    first.label("first_at"))
-            .where(where).subquery())
+            .where(where).offset(0).subquery())  # OFFSET 0: PostgreSQL would inline it
 
 
 def _category(dialect: str, c: Any, late_minutes: int) -> ColumnElement[str]:
@@ -81,6 +103,14 @@ def _category(dialect: str, c: Any, late_minutes: int) -> ColumnElement[str]:
 
 def _unit_filter(unit: str | None) -> ColumnElement[bool]:
     return literal(True) if unit is None else Recipient.unit == unit
+
+
+def _check_in_unit(unit: str | None) -> ColumnElement[bool]:
+    """A check's recipient is of the unit: a condition on checks alone, for inside the
+    fenced ``_checks_with_first_lookin``, so a unit's report looks up its own checks'
+    look-ins only."""
+    return literal(True) if unit is None else Check.recipient_id.in_(
+        select(Recipient.id).where(Recipient.unit == unit))
 
 
 def _alert_subject() -> ColumnElement[str]:
@@ -148,7 +178,7 @@ async def night_report(db: AsyncSession, night: date, unit: str | None,
     """Every check of the night for the unit, in due order, with its look-ins and dispatch."""
     dialect = db.get_bind().dialect.name
     tonight = Check.night == night
-    sub = _checks_with_first_lookin(tonight)
+    sub = _checks_with_first_lookin(and_(tonight, _check_in_unit(unit)))
     category = _category(dialect, sub.c, late_minutes).label("category")
     rows = (await db.execute(
         select(Check, Recipient.name, Recipient.unit, category)
@@ -338,21 +368,118 @@ def _secs(value: Any) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
+def category_cells(dialect: str, where: ColumnElement[bool], unit: str | None,
+                   late_minutes: int) -> Select[*tuple[Any, ...]]:
+    """Checks per unit, night and category (columns unit, night, category, n) of the
+    checks ``where`` selects: read live by the report, and rolled up (supervision/rollup)."""
+    sub = _checks_with_first_lookin(and_(where, _check_in_unit(unit)))
+    category = _category(dialect, sub.c, late_minutes)
+    return (select(Recipient.unit.label("unit"), sub.c.night.label("night"),
+                   category.label("category"), func.count().label("n"))
+            .join(Recipient, Recipient.id == sub.c.recipient_id)
+            .where(_unit_filter(unit)).group_by(Recipient.unit, sub.c.night, category))
+
+
+def skip_counts(where: ColumnElement[bool], unit: str | None) -> Select[*tuple[Any, ...]]:
+    """Skipped checks per unit, night and reason (columns unit, night, reason, n); a check
+    without a reason counts under ''."""
+    reason = func.coalesce(Check.reason, "")
+    return (select(Recipient.unit.label("unit"), Check.night.label("night"),
+                   reason.label("reason"), func.count().label("n"))
+            .join(Recipient, Recipient.id == Check.recipient_id)
+            .where(where, _unit_filter(unit), Check.state == "skipped")
+            .group_by(Recipient.unit, Check.night, reason))
+
+
+def alert_durations(dialect: str, where: ColumnElement[bool], unit: str | None,
+                    per_check: bool = True) -> Select[*tuple[Any, ...]]:
+    """Each alert of the checks ``where`` selects (columns alert_id, night, recipient_id,
+    unit, reason, ack_s, arr_s): seconds from its raising to the patrol's first move and
+    to their arrival, None where there was none. ``per_check``: as ``camera_failures``
+    does, from the index on alerts (check_id)."""
+    by_check = (select(Alert.id, Alert.reason, Alert.created_at)
+                .where(Alert.check_id == Check.id).offset(0).lateral())
+    lateral = per_check and dialect == "postgresql"
+    a: Any = by_check.c if lateral else Alert
+    rows = select(a.id, Check.night, Check.recipient_id, Recipient.unit, a.reason,
+                  a.created_at, func.min(AuditEvent.at).label("ack_at"),
+                  func.min(case((AuditEvent.kind == "alert.arrived", AuditEvent.at)))
+                  .label("arrived_at")).select_from(Check)
+    rows = (rows.join(by_check, true()) if lateral else
+            rows.join(Alert, Alert.check_id == Check.id))
+    moved = (rows.join(Recipient, Recipient.id == Check.recipient_id)
+             .outerjoin(AuditEvent, and_(
+                 AuditEvent.subject == literal("alert:") + cast(a.id, String),
+                 AuditEvent.kind.in_([f"alert.{m}" for m in MOVES])))
+             .where(where, _check_in_unit(unit))
+             .group_by(a.id, Check.night, Check.recipient_id, Recipient.unit, a.reason,
+                       a.created_at).subquery())
+    m = moved.c
+    return select(m.id.label("alert_id"), m.night, m.recipient_id, m.unit, m.reason,
+                  seconds_between(dialect, m.ack_at, m.created_at).label("ack_s"),
+                  seconds_between(dialect, m.arrived_at, m.created_at).label("arr_s"))
+
+
+def camera_failures(dialect: str, where: ColumnElement[bool], unit: str | None = None,
+                    per_check: bool = True) -> Select[*tuple[Any, ...]]:
+    """Look-ins ended by the camera side per camera, night and the check's recipient
+    (columns camera_id, night, recipient_id and one per TECHNICAL_ENDS) of the checks
+    ``where`` selects. ``per_check`` (for a night or a few): found check by check from the
+    index on visits (check_id), as SQLite does anyway; PostgreSQL would choose a scan of
+    every look-in there is even for a few tens of thousands of checks, which is far
+    slower (a LATERAL with OFFSET 0 keeps it from that). Over many nights the scan is
+    the faster, and PostgreSQL's own choice is left alone."""
+    failed = and_(Visit.check_id == Check.id, Visit.end_reason.in_(TECHNICAL_ENDS))
+    camera: Any = Visit.camera_id
+    end: Any = Visit.end_reason
+    lateral = per_check and dialect == "postgresql"
+    if lateral:
+        v = select(Visit.camera_id, Visit.end_reason).where(failed).offset(0).lateral()
+        camera, end = v.c.camera_id, v.c.end_reason
+    ends = [func.count(case((end == e, 1))).label(e.replace("-", "_"))
+            for e in TECHNICAL_ENDS]
+    rows = select(camera.label("camera_id"), Check.night.label("night"),
+                  Check.recipient_id.label("recipient_id"), *ends).select_from(Check)
+    rows = rows.join(v, true()) if lateral else rows.join(Visit, failed)
+    return (rows.where(where, _check_in_unit(unit))
+            .group_by(camera, Check.night, Check.recipient_id))
+
+
+async def rolled_nights(db: AsyncSession, first: date, last: date, late_minutes: int
+                        ) -> list[date]:
+    """The nights from ``first`` to ``last`` whose roll-up is current (supervision/rollup)."""
+    return list((await db.execute(
+        select(NightRollup.night).where(NightRollup.night.between(first, last),
+                                        NightRollup.dirty.is_(False),
+                                        NightRollup.late_minutes == late_minutes)
+        .order_by(NightRollup.night))).scalars())
+
+
 async def period_report(db: AsyncSession, period: Period, start: date, unit: str | None,
                         late_minutes: int) -> PeriodReport:
+    """The period's figures: the rolled-up nights' roll-ups (supervision/rollup.py) summed
+    with the live rows of every other night, by the same SQL, so the figures are the same
+    whichever nights are rolled up."""
     dialect = db.get_bind().dialect.name
     first_night, last_night = period_bounds(period, start)
-    nights = Check.night.between(first_night, last_night)
-    where = and_(nights, _unit_filter(unit))
-    sub = _checks_with_first_lookin(nights)
-    category = _category(dialect, sub.c, late_minutes)
+    rolled = await rolled_nights(db, first_night, last_night, late_minutes)
+    live: ColumnElement[bool] = Check.night.between(first_night, last_night)
+    if rolled:
+        done = set(rolled)
+        live = Check.night.in_([first_night + timedelta(days=d) for d in range(
+            (last_night - first_night).days + 1) if first_night + timedelta(days=d) not in done])
+    in_unit = literal(True) if unit is None else RollupCount.unit == unit
+    # a few nights live (the usual: the one running, one not yet ended for good): look
+    # alerts and look-ins up check by check; many (no roll-ups yet): let the planner scan
+    few = (last_night - first_night).days + 1 - len(rolled) <= 3
 
-    # one pass over the period's checks: counts per unit, night and category, summed
-    # here into the per-unit and per-night tables (a few thousand cells at most)
-    cells = (await db.execute(
-        select(Recipient.unit, sub.c.night, category, func.count())
-        .join(Recipient, Recipient.id == sub.c.recipient_id)
-        .where(_unit_filter(unit)).group_by(Recipient.unit, sub.c.night, category))).all()
+    # counts per unit, night and category, summed here into the per-unit and per-night
+    # tables (a few thousand cells at most)
+    cells = [*(await db.execute(category_cells(dialect, live, unit, late_minutes))).all(),
+             *(await db.execute(
+                 select(RollupCount.unit, RollupCount.night, RollupCount.key, RollupCount.count)
+                 .where(RollupCount.night.in_(rolled), RollupCount.kind == "category",
+                        in_unit))).all()]
     per_unit: dict[str, dict[str, int]] = {}
     per_night: dict[date, dict[str, int]] = {}
     total = dict.fromkeys(CATEGORIES, 0)
@@ -369,43 +496,37 @@ async def period_report(db: AsyncSession, period: Period, start: date, unit: str
                                   late=c["late"], missed=c["missed"], skipped=c["skipped"],
                                   no_lookin=c["no-lookin"], pending=c["pending"]))
 
-    skipped = [ReasonCount(unit=u, reason=r or "", count=n) for u, r, n in (await db.execute(
-        select(Recipient.unit, Check.reason, func.count())
-        .join(Recipient, Recipient.id == Check.recipient_id)
-        .where(where, Check.state == "skipped")
-        .group_by(Recipient.unit, Check.reason).order_by(Recipient.unit, Check.reason))).all()]
-    alerts_of_period = (select(Alert.id, Alert.reason, Alert.created_at, Recipient.unit)
-                        .join(Check, Check.id == Alert.check_id)
-                        .join(Recipient, Recipient.id == Check.recipient_id).where(where))
-    dispatches = [ReasonCount(unit=u, reason=r, count=n) for u, r, n in (await db.execute(
-        select(Recipient.unit, Alert.reason, func.count())
-        .join(Check, Check.id == Alert.check_id)
-        .join(Recipient, Recipient.id == Check.recipient_id).where(where)
-        .group_by(Recipient.unit, Alert.reason).order_by(Recipient.unit, Alert.reason))).all()]
-
-    a = alerts_of_period.subquery()
-    moved = (select(a.c.id, a.c.unit, a.c.created_at,
-                    func.min(AuditEvent.at).label("ack_at"),
-                    func.min(case((AuditEvent.kind == "alert.arrived", AuditEvent.at)))
-                    .label("arrived_at"))
-             .outerjoin(AuditEvent, and_(
-                 AuditEvent.subject == literal("alert:") + cast(a.c.id, String),
-                 AuditEvent.kind.in_([f"alert.{m}" for m in MOVES])))
-             .group_by(a.c.id, a.c.unit, a.c.created_at).subquery())
-    durations = select(
-        moved.c.unit,
-        seconds_between(dialect, moved.c.ack_at, moved.c.created_at).label("ack_s"),
-        seconds_between(dialect, moved.c.arrived_at, moved.c.created_at).label("arr_s"),
+    skips = union_all(
+        skip_counts(live, unit),
+        select(RollupCount.unit, RollupCount.night, RollupCount.key, RollupCount.count)
+        .where(RollupCount.night.in_(rolled), RollupCount.kind == "skipped", in_unit)
     ).subquery()
+    skipped = [ReasonCount(unit=u, reason=r, count=int(n)) for u, r, n in (await db.execute(
+        select(skips.c.unit, skips.c.reason, func.sum(skips.c.n))
+        .group_by(skips.c.unit, skips.c.reason).order_by(skips.c.unit, skips.c.reason))).all()]
+
+    rolled_alerts = (select(RollupAlert.alert_id, RollupAlert.night, RollupAlert.recipient_id,
+                            Recipient.unit, RollupAlert.reason, RollupAlert.ack_s,
+                            RollupAlert.arr_s)
+                     .join(Recipient, Recipient.id == RollupAlert.recipient_id)
+                     .where(RollupAlert.night.in_(rolled), _unit_filter(unit)))
+    durations = union_all(alert_durations(dialect, live, unit, few), rolled_alerts).subquery()
+    d = durations.c
+    dispatches = [ReasonCount(unit=u, reason=r, count=int(n)) for u, r, n in (await db.execute(
+        select(d.unit, d.reason, func.count()).group_by(d.unit, d.reason)
+        .order_by(d.unit, d.reason))).all()]
     response = await _response_times(db, durations)
 
-    ends = {e: func.count(case((Visit.end_reason == e, 1))) for e in TECHNICAL_ENDS}
+    rolled_cameras = select(
+        RollupCamera.camera_id, RollupCamera.night, RollupCamera.recipient_id,
+        RollupCamera.technical_failure, RollupCamera.agent_gone, RollupCamera.unreported
+    ).where(RollupCamera.night.in_(rolled))
+    f = union_all(camera_failures(dialect, live, unit, few), rolled_cameras).subquery().c
     failed = (await db.execute(
-        select(Visit.camera_id, Recipient.name, *ends.values())
-        .join(Check, Check.id == Visit.check_id)
-        .join(Recipient, Recipient.id == Check.recipient_id)
-        .where(where, Visit.end_reason.in_(TECHNICAL_ENDS))
-        .group_by(Visit.camera_id, Recipient.name).order_by(Visit.camera_id))).all()
+        select(f.camera_id, Recipient.name, func.sum(f.technical_failure),
+               func.sum(f.agent_gone), func.sum(f.unreported))
+        .join(Recipient, Recipient.id == f.recipient_id).where(_unit_filter(unit))
+        .group_by(f.camera_id, Recipient.name).order_by(f.camera_id))).all()
     cameras = [CameraFailures(camera=row[0], recipient=row[1], technical_failure=int(row[2]),
                               agent_gone=int(row[3]), unreported=int(row[4])) for row in failed]
     return PeriodReport(period=period, first_night=first_night, last_night=last_night,

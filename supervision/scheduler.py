@@ -28,6 +28,15 @@ runs it). Job by job:
 - ``sockets`` (per node): closes this node's patrol sockets whose session ended.
 - ``audit-checkpoint`` (per node): anchors the chain's head in this node's own witness
   file (each node's witness covers the whole chain; a take-over leaves no gap in it).
+- ``retention`` (shared): purges look-ins, checks, alerts and audit entries older than
+  ``retention_days``, after a signed purge checkpoint (supervision/retention.py). Two
+  purgers would sign two checkpoints of one boundary and delete the same rows; each
+  batch is its own transaction, so a run cut short (leadership lost) is finished by the
+  next. Every 6 hours, the first 10 minutes after the start; the boundary moves once a day.
+- ``rollup`` (shared): writes the period report's figures of each night that has ended
+  for good (supervision/rollup.py), and again for one changed since. Two at once would
+  be correct (each night is counted under its row's lock) but would wait on each other.
+  Every 15 minutes.
 
 A new job that changes rows every node sees is shared (``self._shared``); one that acts on
 this process's sockets or files is per node.
@@ -40,11 +49,11 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from supervision import audit_anchor, planning, push, webhook
+from supervision import audit_anchor, planning, push, retention, rollup, webhook
 from supervision.auth import live_sessions
 from supervision.cameras import push_switched
 from supervision.leadership import Leadership
@@ -124,6 +133,20 @@ class NightScheduler:
         await audit_anchor.anchor(self.rt.database, self.rt.settings, "interval",
                                   only_if_moved=True)
 
+    async def purge(self) -> None:
+        """Purge what is older than the retention period (supervision/retention.py)."""
+        done = await retention.run(self.rt.database, self.rt.settings, self.rt.key)
+        if done.deleted:
+            log.info("retention: deleted %s", done.deleted)
+
+    async def roll_up(self) -> None:
+        """Roll up the nights that have ended for good (supervision/rollup.py)."""
+        s = self.rt.settings
+        nights = await rollup.roll_up(self.rt.database, late_minutes=s.report_late_minutes,
+                                      grace=timedelta(hours=s.report_rollup_grace_hours))
+        if nights:
+            log.info("rolled up %d nights, %s to %s", len(nights), nights[0], nights[-1])
+
     def _shared(self, duty: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """``duty`` as a job that runs only while this node leads (checked at every run;
         a run in progress is stopped the moment leadership is lost)."""
@@ -161,6 +184,11 @@ class NightScheduler:
                                seconds=s.socket_recheck_seconds, id="sockets", **opts)
         self.scheduler.add_job(self.checkpoint_audit, "interval",
                                minutes=s.audit_checkpoint_minutes, id="audit-checkpoint", **opts)
+        self.scheduler.add_job(self._shared(self.roll_up), "interval", minutes=15, id="rollup",
+                               **opts)
+        self.scheduler.add_job(self._shared(self.purge), "interval", hours=6, id="retention",
+                               next_run_time=datetime.now(UTC) + timedelta(minutes=10),
+                               **opts)
         if s.webhook_on:
             self.scheduler.add_job(self._shared(self.deliver_webhooks), "interval",
                                    seconds=s.webhook_poll_seconds, id="webhook", **opts)
