@@ -9,7 +9,7 @@ after the commit.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import CursorResult, select, update
@@ -21,7 +21,6 @@ from supervision.checks import AlertEffect
 from supervision.models import Alert, Check, Recipient
 
 #: how far back the patrol's "tonight" list reaches: longer than any night shift
-TONIGHT = timedelta(hours=14)
 
 
 async def raise_alert(db: AsyncSession, check: Check, effect: AlertEffect, actor: str, *,
@@ -108,18 +107,6 @@ def alert_json(alert: Alert, recipient: Recipient, check: Check | None, *,
                             for c in recipient.contacts or [] if isinstance(c, dict)]
         data["care_notes"] = recipient.care_notes or ""
     return data
-
-
-async def tonight(db: AsyncSession, now: datetime | None = None) -> list[dict[str, Any]]:
-    """The alerts resolved in the last ``TONIGHT`` (a patrol taking over a shift reads what
-    happened), newest first, without access information, contacts or care notes."""
-    since = (now or datetime.now(UTC)) - TONIGHT
-    rows = (await db.execute(
-        select(Alert, Recipient, Check).join(Recipient, Recipient.id == Alert.recipient_id)
-        .outerjoin(Check, Check.id == Alert.check_id)
-        .where(Alert.state == AlertState.RESOLVED.value, Alert.updated_at >= since)
-        .order_by(Alert.updated_at.desc()).limit(200))).all()
-    return [alert_json(a, r, c, with_access=False) for a, r, c in rows]
 
 
 async def active_alerts(db: AsyncSession) -> list[dict[str, Any]]:

@@ -9,6 +9,9 @@ sockets at once (logout calls the first; a notification from another node could 
 either), ``keep_live`` closes those whose session another process ended or changed (the
 scheduler's re-validation job), and a socket whose session has expired is closed instead
 of being sent to.
+
+It also answers what the night's patrol has done (``night_alerts``): the "tonight" list of
+the patrol page, for a patrol taking over a shift.
 """
 
 from __future__ import annotations
@@ -19,10 +22,20 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any, Final
 
 from fastapi import WebSocket
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import schedules
+from schedules.localtime import local_to_utc, utc_to_local, zone
+from supervision import plans
+from supervision.alert_states import AlertState
+from supervision.alerts import alert_json
+from supervision.models import Alert, Check, Recipient
 
 log = logging.getLogger("supervision.patrol")
 
@@ -189,3 +202,66 @@ class PatrolFanout:
                 await ws.close(code=code, reason=reason)
         except Exception:  # uvicorn's keepalive ends a socket that cannot even take a close
             pass
+
+
+# --- the night's list: what the patrol has done tonight ---------------------------------------
+
+#: the night just ended stays on the list until this local time of the morning it ended
+#: (with the default noon boundary the current night already spans the morning)
+MORNING_ENDS = dt_time(12, 0)
+#: at most this many alerts on the list
+NIGHT_LIST_LIMIT = 200
+_DAY = timedelta(days=1)
+
+
+def nights_shown(now: datetime, tz: str = schedules.DEFAULT_TZ,
+                 boundary: dt_time = dt_time(12, 0)) -> set[date]:
+    """The nights (by evening date) whose alerts the list shows at ``now``, for a plan in
+    zone ``tz`` with its night ``boundary``: the night going on (``schedules.night_of``,
+    as planning names it), and, until ``MORNING_ENDS`` of the morning it ended, the night
+    before."""
+    current = schedules.night_of(now, tz, boundary)
+    zi = zone(tz)
+    ended = utc_to_local(local_to_utc(current, boundary, zi), zi).date()
+    if now < local_to_utc(ended, MORNING_ENDS, zi):
+        return {current, current - _DAY}
+    return {current}
+
+
+async def night_alerts(db: AsyncSession, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The resolved alerts of the checks of the night going on (and, in the morning, of the
+    night just ended), each night in its recipient's plan zone and boundary as planning
+    has it; newest first, without access information, contacts or care notes."""
+    now = now or datetime.now(UTC)
+    # a superset by date (no zone is more than a day from UTC), then each check's own night
+    earliest = now.date() - 3 * _DAY
+    rows = (await db.execute(
+        select(Alert, Recipient, Check).join(Recipient, Recipient.id == Alert.recipient_id)
+        .join(Check, Check.id == Alert.check_id)
+        .where(Alert.state == AlertState.RESOLVED.value, Check.night >= earliest)
+        .order_by(Alert.updated_at.desc(), Alert.id.desc()))).all()
+    if not rows:
+        return []
+    shown = await _shown_nights(db, {(c.recipient_id, c.night) for _, _, c in rows}, now)
+    return [alert_json(a, r, c, with_access=False) for a, r, c in rows
+            if c.night in shown[(c.recipient_id, c.night)]][:NIGHT_LIST_LIMIT]
+
+
+async def _shown_nights(db: AsyncSession, nights: set[tuple[int, date]], now: datetime
+                        ) -> dict[tuple[int, date], set[date]]:
+    """For each (recipient, night): the nights shown now by the zone and boundary of the
+    plan version in force that night (as on the rounds board); the defaults without one."""
+    versions = await plans.versions_of(db, sorted({rid for rid, _ in nights}))
+    chosen = {key: plans.in_force(versions.get(key[0], []), key[1]) for key in nights}
+    loaded = await plans.load_plans(db, {v.id for v in chosen.values() if v is not None},
+                                    bulk=True)
+    memo: dict[tuple[str, dt_time], set[date]] = {}
+    out: dict[tuple[int, date], set[date]] = {}
+    for key, version in chosen.items():
+        plan = loaded.get(version.id) if version is not None else None
+        shape = ((plan.timezone, plan.night_boundary) if plan is not None
+                 else (schedules.DEFAULT_TZ, dt_time(12, 0)))
+        if shape not in memo:
+            memo[shape] = nights_shown(now, *shape)
+        out[key] = memo[shape]
+    return out

@@ -14,23 +14,28 @@ push. Who gets what:
   loud notification is replaced by a quiet one on every phone.
 
 The leader sends the outbox (``run``, a duty of the scheduler): it claims the due rows
-(``claimed_until``, so no other sender takes them meanwhile), encrypts each with
-``pywebpush`` in worker threads (the CPU work stays off the event loop), POSTs them all at
-once over kept-alive connections (aiohttp), then records every answer in one transaction.
-2xx delivers; 404 and 410 mean the subscription is gone: it is forgotten with its rows
-(audited); anything else is retried with ``camera_agent.backoff`` until
-``push_max_attempts``. A push for an alert that is no longer new when its turn comes is
-dropped, except ``settled``. The leader wakes at once when an alert changes (after the
-commit, on this node, or on another node's announcement), else every
-``push_poll_seconds``. Delivery is at least once; a crash between the push service's answer
-and its record sends it again, and the phone's worker de-duplicates by the delivery id and
-replaces by the alert's tag.
+(``claimed_until``, so no other sender takes them meanwhile), packs each device's rows into
+as few pushes as fit 4 KB (``pack``: alerts back to back cost one push per device, not one
+per alert), encrypts them with ``pywebpush`` in worker threads (the CPU work stays off the
+event loop) and POSTs each chunk as soon as it is encrypted, over kept-alive connections
+(aiohttp), with a VAPID token signed once per push service and reused for hours; then it
+records every answer in one transaction, for every row a push carried. 2xx delivers; 404
+and 410 mean the subscription is gone: it is forgotten with its rows (audited); anything
+else is retried with ``camera_agent.backoff`` until ``push_max_attempts``. A push for an
+alert that is no longer new when its turn comes is dropped, except ``settled``. The leader
+wakes at once when an alert changes (after the commit, on this node, or on another node's
+announcement), else every ``push_poll_seconds``. Delivery is at least once; a crash
+between the push service's answer and its record sends it again, and the phone's worker
+de-duplicates by the delivery id and replaces by the alert's tag. A push carrying several
+rows is ``{"v": 2, "items": [...]}``, one message per row (the worker shows one
+notification per alert), and names no ``Topic`` (a later push about one of its alerts
+would replace it, unread, at the push service).
 
 What the push service (a third party: Google, Mozilla, Apple) sees: the endpoint, the
-time, the size, ``Urgency`` and ``Topic: alert-<id>``, and a payload it cannot read
-(aes128gcm to the phone's key). What the phone shows, even locked: what and where: the
-reason in words and the address. No name, no door code, no notes, no contacts, no care
-notes; the page fetches those when the patrol opens the alert.
+time, the size, ``Urgency``, ``Topic: alert-<id>`` (a push about one alert), and a
+payload it cannot read (aes128gcm to the phone's key). What the phone shows, even locked:
+what and where: the reason in words and the address. No name, no door code, no notes, no
+contacts, no care notes; the page fetches those when the patrol opens the alert.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,9 +85,8 @@ log = logging.getLogger("supervision.push")
 PATROL_ROLES = ("patrol", "admin")
 #: events sent only while their alert is still new (the point is to get it acknowledged)
 WHILE_NEW = frozenset({"raised", "escalated", "repeat"})
-#: rows claimed per round; requests in flight at once (worker threads)
+#: rows claimed per round
 BATCH = 1000
-PARALLEL = 8
 #: finished rows are kept this long (what was sent to whom), then deleted
 KEEP = timedelta(days=2)
 
@@ -184,14 +189,18 @@ async def _keep(db: AsyncSession, user: User, body: SubscriptionIn,
     return row
 
 
-async def _forget(db: AsyncSession, ids: Sequence[int]) -> None:
+async def _forget(db: AsyncSession, ids: Sequence[int]) -> list[int]:
+    """Delete these subscriptions with their rows; the ids that were still there."""
     await db.execute(delete(PushDelivery).where(PushDelivery.subscription_id.in_(ids)))
-    await db.execute(delete(PushSubscription).where(PushSubscription.id.in_(ids)))
+    return sorted((await db.execute(delete(PushSubscription).where(
+        PushSubscription.id.in_(ids)).returning(PushSubscription.id))).scalars())
 
 
 # --- the outbox --------------------------------------------------------------------------------
 
 _wakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = (
+    weakref.WeakKeyDictionary())
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary())
 
 
@@ -201,6 +210,16 @@ def _wake_event() -> asyncio.Event:
     if wake is None:
         wake = _wakes[loop] = asyncio.Event()
     return wake
+
+
+def _round_lock() -> asyncio.Lock:
+    """One round at a time on this node: runs that overlap (one ending as the next begins)
+    take turns rather than splitting a burst into more, smaller rounds."""
+    loop = asyncio.get_running_loop()
+    lock = _locks.get(loop)
+    if lock is None:
+        lock = _locks[loop] = asyncio.Lock()
+    return lock
 
 
 def wake() -> None:
@@ -288,13 +307,38 @@ async def repeat_due(database: Database, s: Settings, now: datetime | None = Non
 
 # --- sending -----------------------------------------------------------------------------------
 
+#: RFC 8030/8291: a push service must take message bodies of up to 4096 bytes; aes128gcm
+#: adds its header (16-byte salt, record size, the 65-byte key: 86 bytes), a padding
+#: delimiter and a 16-byte tag. A push's JSON stays within what is left.
+MAX_PAYLOAD = 4096 - 86 - 1 - 16
+#: pushes encrypted per worker-thread task: each chunk is posted as soon as it is
+#: encrypted, so the first pushes of a round leave while later ones are still being made
+CHUNK = 32
+#: a VAPID token is signed for this long and used until ``VAPID_RENEW`` of it is left
+#: (RFC 8292: at most 24 hours; the push service may keep reusing its check of it)
+VAPID_LIFETIME = 12 * 3600
+VAPID_RENEW = 3600
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One delivery row as the phone gets it: one alert event, its JSON."""
+
+    row: int
+    alert: int
+    loud: bool
+    body: bytes
+
+
 @dataclass
 class _Job:
-    row: int
+    """One push to one device, carrying one or more delivery rows."""
+
+    rows: list[int]
     subscription: int
     info: dict[str, Any]
     data: bytes
-    topic: str
+    topic: str | None
     urgency: str
     audience: str
 
@@ -308,72 +352,115 @@ async def run(database: Database, s: Settings, *, seconds: float) -> int:
 
 async def _run(database: Database, s: Settings, http: aiohttp.ClientSession,
                seconds: float) -> int:
+    """Rounds back to back while there is work. A round's answers are recorded while the
+    next round is claimed and sent (at most one record behind), so the record is not on the
+    next alert's path; before waiting idle, everything is recorded."""
     signal = _wake_event()
+    turn = _round_lock()
     end = time.monotonic() + seconds
     sent = 0
-    while True:
-        signal.clear()  # before reading: a change committed after this wakes the wait
-        done = await deliver_due(database, s, http)
-        sent += done
-        left = end - time.monotonic()
-        if left <= 0:
-            return sent
-        if done:
-            continue  # more may be due
-        try:
-            await asyncio.wait_for(signal.wait(), left)
-        except TimeoutError:
-            return sent
-        except asyncio.CancelledError:  # stopped while idle (shutdown, leadership lost):
-            return sent  # nothing is half done, so this run simply ends
+    behind: asyncio.Task[None] | None = None
+    try:
+        while True:
+            signal.clear()  # before reading: a change committed after this wakes the wait
+            began = time.monotonic()
+            async with turn:
+                done, record = await _round(database, s, http)
+            sent += done
+            previous = behind
+            behind = asyncio.create_task(record, name="push-record") if record else None
+            if previous is not None:
+                await asyncio.shield(previous)  # stopped meanwhile: the record goes on
+            now = time.monotonic()
+            left = end - now
+            if done and left > now - began:
+                continue  # more may be due
+            # a round that might run into the next run's turn is left to that run: a run
+            # still going at its turn would make the scheduler skip it, for a whole interval
+            if left <= 0 or done:
+                return sent
+            if behind is not None:
+                await asyncio.shield(behind)
+                behind = None
+            try:
+                await asyncio.wait_for(signal.wait(), left)
+            except TimeoutError:
+                return sent
+            except asyncio.CancelledError:  # stopped while idle (shutdown, leadership lost):
+                return sent  # nothing is half done, so this run simply ends
+    finally:
+        if behind is not None:  # sent: record it even when stopped, or it is sent again
+            await asyncio.shield(behind)
 
 
 async def deliver_due(database: Database, s: Settings, http: aiohttp.ClientSession) -> int:
-    """One round: claim the due rows, send them off the event loop, record the answers.
-    No transaction is held while the push services answer. Pushes attempted."""
+    """One round, recorded before it returns. Pushes attempted."""
+    done, record = await _round(database, s, http)
+    if record is not None:
+        await record
+    return done
+
+
+async def _round(database: Database, s: Settings, http: aiohttp.ClientSession
+                 ) -> tuple[int, Coroutine[Any, Any, None] | None]:
+    """Claim the due rows, send them off the event loop; the pushes attempted and the
+    record of their answers, to be awaited. A device with several rows due gets them in
+    one push (``pack``): alerts back to back cost one encryption and one request per device
+    and round, not per alert, so a burst is out in a round or two instead of queueing
+    alert behind alert. No transaction is held while the push services answer."""
     now = datetime.now(UTC)
     claim = now + timedelta(seconds=2 * s.push_timeout_seconds + 5)
     free = or_(PushDelivery.claimed_until.is_(None), PushDelivery.claimed_until < now)
+    due_ids = (select(PushDelivery.id).where(PushDelivery.next_attempt_at <= now, free)
+               .order_by(PushDelivery.id).limit(BATCH))
     async with database.write() as db:
-        ids = list((await db.execute(
-            select(PushDelivery.id).where(PushDelivery.next_attempt_at <= now, free)
-            .order_by(PushDelivery.id).limit(BATCH))).scalars())
-        if not ids:
-            return 0
-        claimed = list((await db.execute(
-            update(PushDelivery).where(PushDelivery.id.in_(ids), free)
-            .values(claimed_until=claim).returning(PushDelivery.id))).scalars())
-        rows = (await db.execute(
-            select(PushDelivery, PushSubscription, Alert, Recipient, User.locale)
-            .join(PushSubscription, PushSubscription.id == PushDelivery.subscription_id)
+        claimed = (await db.execute(
+            update(PushDelivery).where(PushDelivery.id.in_(due_ids), free)
+            .values(claimed_until=claim)
+            .returning(PushDelivery.id, PushDelivery.event, PushDelivery.subscription_id,
+                       PushDelivery.alert_id)
+            .execution_options(synchronize_session=False))).all()
+        if not claimed:
+            return 0, None
+        subs = {row.id: row for row in (await db.execute(
+            select(PushSubscription.id, PushSubscription.endpoint, PushSubscription.p256dh,
+                   PushSubscription.auth, User.locale)
             .join(User, User.id == PushSubscription.user_id)
-            .join(Alert, Alert.id == PushDelivery.alert_id)
-            .join(Recipient, Recipient.id == Alert.recipient_id)
-            .where(PushDelivery.id.in_(claimed)).order_by(PushDelivery.id))).all()
-    jobs: list[_Job] = []
+            .where(PushSubscription.id.in_({c.subscription_id for c in claimed})))).all()}
+        alerts = {alert.id: (alert, recipient) for alert, recipient in (await db.execute(
+            select(Alert, Recipient).join(Recipient, Recipient.id == Alert.recipient_id)
+            .where(Alert.id.in_({c.alert_id for c in claimed})))).all()}
     stale: list[int] = []
-    for row, sub, alert, recipient, locale in rows:
-        if row.event in WHILE_NEW and alert.state != AlertState.NEW.value:
-            stale.append(row.id)
+    due: dict[int, list[_Item]] = {}
+    bodies: dict[tuple[int, str, str], bytes] = {}  # one payload per alert event and language
+    translators: dict[str, Translator] = {}
+    for row_id, event_name, sub_id, alert_id in sorted(claimed):
+        alert, recipient = alerts[alert_id]
+        if event_name in WHILE_NEW and alert.state != AlertState.NEW.value:
+            stale.append(row_id)
             continue
-        body = payload(alert, recipient, row.event, row.id,
-                       Translator(locale or s.default_locale))
-        parts = urlsplit(sub.endpoint)
-        jobs.append(_Job(row=row.id, subscription=sub.id,
-                         info={"endpoint": sub.endpoint,
-                               "keys": {"p256dh": sub.p256dh, "auth": sub.auth}},
-                         data=json.dumps(body, separators=(",", ":")).encode(),
-                         topic=f"alert-{alert.id}",
-                         urgency="normal" if row.event == "settled" else "high",
-                         audience=f"{parts.scheme}://{parts.netloc}"))
+        lang = subs[sub_id].locale or s.default_locale
+        base = bodies.get((alert_id, event_name, lang))
+        if base is None:
+            t = translators.get(lang) or translators.setdefault(lang, Translator(lang))
+            fields = payload(alert, recipient, event_name, 0, t)
+            del fields["delivery"]
+            base = bodies[(alert_id, event_name, lang)] = _json(fields)
+        due.setdefault(sub_id, []).append(_Item(
+            row=row_id, alert=alert_id, loud=event_name != "settled",
+            body=b'{"delivery":%d,' % row_id + base[1:]))
+    jobs = [_job(sub_id, subs[sub_id].endpoint,
+                 {"p256dh": subs[sub_id].p256dh, "auth": subs[sub_id].auth}, group)
+            for sub_id, items in due.items() for group in pack(items)]
+    jobs.sort(key=lambda j: j.rows[0])  # the oldest alert's pushes first
     answers = await _send_all(jobs, s, http) if jobs else []
-    await _record(database, s, jobs, answers, stale)
-    return len(jobs)
+    return len(jobs), _record(database, s, jobs, answers, stale)
 
 
 def payload(alert: Alert, recipient: Recipient, event_name: str, delivery: int,
             t: Translator) -> dict[str, Any]:
-    """What the phone gets (and shows even when locked): what and where, nothing more."""
+    """One alert event as the phone gets it (and shows even when locked): what and where,
+    nothing more. A push carries one such message, or several in ``message``'s form."""
     reason = t(f"reason.{alert.reason}")
     if event_name == "settled":
         title = t("push.settled", state=t(f"alert.state.{alert.state}"),
@@ -388,22 +475,88 @@ def payload(alert: Alert, recipient: Recipient, event_name: str, delivery: int,
             "ack": t("patrol.do.acknowledged"), "url": f"/patrol#alert-{alert.id}"}
 
 
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_MANY_HEAD, _MANY_TAIL = b'{"v":2,"items":[', b"]}"
+
+
+def message(bodies: Sequence[bytes]) -> bytes:
+    """What one push carries: a single message as it is, several as ``{"v": 2, "items":
+    [...]}`` (the worker shows each as its own notification)."""
+    if len(bodies) == 1:
+        return bodies[0]
+    return _MANY_HEAD + b",".join(bodies) + _MANY_TAIL
+
+
+def pack(items: Sequence[_Item], limit: int = MAX_PAYLOAD) -> list[list[_Item]]:
+    """One device's due items, in order, as few pushes as fit ``limit`` bytes each
+    (``message``'s size). An item too big to share a push goes alone."""
+    groups: list[list[_Item]] = []
+    size = 0  # the current group's message size if it carries several
+    for item in items:
+        if groups and size + 1 + len(item.body) <= limit:
+            groups[-1].append(item)
+            size += 1 + len(item.body)
+        else:
+            groups.append([item])
+            size = len(_MANY_HEAD) + len(item.body) + len(_MANY_TAIL)
+    return groups
+
+
+def _job(sub_id: int, endpoint: str, keys: dict[str, str], items: list[_Item]) -> _Job:
+    parts = urlsplit(endpoint)
+    alerts = {i.alert for i in items}
+    # RFC 8030 Topic: a push service replaces a waiting message of the same topic; only a
+    # push about one alert may name it, or a later push about that alert would replace
+    # (and lose) the others' news on a phone that is off
+    return _Job(rows=[i.row for i in items], subscription=sub_id,
+                info={"endpoint": endpoint, "keys": keys},
+                data=message([i.body for i in items]),
+                topic=f"alert-{items[0].alert}" if len(alerts) == 1 else None,
+                urgency="high" if any(i.loud for i in items) else "normal",
+                audience=f"{parts.scheme}://{parts.netloc}")
+
+
+_tokens: dict[tuple[str, str, str], tuple[float, dict[str, str]]] = {}
+#: one thread encrypts: the work holds the GIL, so more threads only fight over it (and
+#: over the event loop's turn) and finish later, not sooner
+_crypto = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-encrypt")
+
+
+def _vapid_headers(key: vapid.VapidKey, audience: str, subject: str) -> dict[str, str]:
+    """The VAPID ``Authorization`` for one push service origin, signed once and reused
+    until ``VAPID_RENEW`` seconds of it are left (RFC 8292 allows reuse; signing is ES256)."""
+    cache_key = (key.public_key, audience, subject)
+    now = time.time()
+    kept = _tokens.get(cache_key)
+    if kept is not None and kept[0] - now > VAPID_RENEW:
+        return kept[1]
+    exp = int(now) + VAPID_LIFETIME
+    headers: dict[str, str] = key.signer.sign({"sub": subject, "aud": audience, "exp": exp})
+    if len(_tokens) > 64:  # a key change or many push services: start again
+        _tokens.clear()
+    _tokens[cache_key] = (exp, headers)
+    return headers
+
+
 async def _send_all(jobs: list[_Job], s: Settings, http: aiohttp.ClientSession
                     ) -> list[tuple[int | None, str | None]]:
     """Encrypt in worker threads (``pywebpush``: ECDH and AES-GCM per push, CPU work kept
-    off the event loop), then POST them all at once over the session's kept-alive
-    connections."""
+    off the event loop), ``CHUNK`` at a time, each chunk POSTed as soon as it is made, over
+    the session's kept-alive connections. Answers in the order of ``jobs``."""
     key = vapid.current(vapid.key_file(s))
-    exp = int(time.time()) + 12 * 3600  # RFC 8292: at most 24 hours
-    signed = {aud: key.signer.sign({"sub": s.vapid_subject, "aud": aud, "exp": exp})
-              for aud in {j.audience for j in jobs}}
-    size = -(-len(jobs) // PARALLEL)
-    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
-    bodies = [body for chunk in await asyncio.gather(
-        *(asyncio.to_thread(_encrypt, c) for c in chunks)) for body in chunk]
-    return list(await asyncio.gather(*(
-        _post(http, job, body, signed[job.audience], s)
-        for job, body in zip(jobs, bodies, strict=True))))
+    signed = {aud: _vapid_headers(key, aud, s.vapid_subject) for aud in {j.audience for j in jobs}}
+
+    async def chunk(part: list[_Job]) -> list[tuple[int | None, str | None]]:
+        bodies = await asyncio.get_running_loop().run_in_executor(_crypto, _encrypt, part)
+        return list(await asyncio.gather(*(
+            _post(http, job, body, signed[job.audience], s)
+            for job, body in zip(part, bodies, strict=True))))
+
+    parts = await asyncio.gather(*(chunk(jobs[i:i + CHUNK]) for i in range(0, len(jobs), CHUNK)))
+    return [answer for part in parts for answer in part]
 
 
 def _encrypt(jobs: list[_Job]) -> list[bytes | str]:
@@ -422,8 +575,9 @@ async def _post(http: aiohttp.ClientSession, job: _Job, body: bytes | str,
     if isinstance(body, str):
         return None, body
     headers = {**vapid_headers, "Content-Encoding": "aes128gcm", "TTL": str(s.push_ttl_seconds),
-               "Urgency": job.urgency, "Topic": job.topic,
-               "Content-Type": "application/octet-stream"}
+               "Urgency": job.urgency, "Content-Type": "application/octet-stream"}
+    if job.topic is not None:
+        headers["Topic"] = job.topic
     try:
         async with http.post(job.info["endpoint"], data=body, headers=headers) as reply:
             if 200 <= reply.status < 300:
@@ -438,11 +592,14 @@ def client(s: Settings) -> aiohttp.ClientSession:
     """The sender's HTTP client: kept-alive connections to the push services."""
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=s.push_timeout_seconds),
+        cookie_jar=aiohttp.DummyCookieJar(),  # push services set none worth keeping
         connector=aiohttp.TCPConnector(limit=64, limit_per_host=32))
 
 
 async def _record(database: Database, s: Settings, jobs: list[_Job],
                   answers: list[tuple[int | None, str | None]], stale: list[int]) -> None:
+    """Every row a push carried ends as that push did: delivered, gone with its device,
+    or failed (retried with backoff until ``push_max_attempts``)."""
     now = datetime.now(UTC)
     delivered = [(j, code) for j, (code, error) in zip(jobs, answers, strict=True)
                  if error is None]
@@ -454,7 +611,7 @@ async def _record(database: Database, s: Settings, jobs: list[_Job],
         done = {"claimed_until": None, "next_attempt_at": None}
         if delivered:
             await db.execute(update(PushDelivery).where(
-                PushDelivery.id.in_([j.row for j, _ in delivered])).values(
+                PushDelivery.id.in_([r for j, _ in delivered for r in j.rows])).values(
                 **done, delivered_at=now, attempts=PushDelivery.attempts + 1,
                 last_status=delivered[0][1]).execution_options(synchronize_session=False))
             await db.execute(update(PushSubscription).where(PushSubscription.id.in_(
@@ -464,32 +621,41 @@ async def _record(database: Database, s: Settings, jobs: list[_Job],
             await db.execute(update(PushDelivery).where(PushDelivery.id.in_(stale)).values(
                 **done, last_error="alert no longer new").execution_options(
                 synchronize_session=False))
-        if gone:
-            await _forget(db, gone)
-            for sid in gone:
-                await audit.append(db, "push", "push.gone", f"subscription:{sid}", {})
+        # a round sent meanwhile may have found it gone too: forgotten (and audited) once
+        forgotten = await _forget(db, gone) if gone else []
+        for sid in forgotten:
+            await audit.append(db, "push", "push.gone", f"subscription:{sid}", {})
+        if forgotten:
             log.info("forgot %d push subscription(s) their push service says are gone",
-                     len(gone))
+                     len(forgotten))
         for job, code, error in failed:
             await _failed(db, s, job, code, error or "", now)
 
 
 async def _failed(db: AsyncSession, s: Settings, job: _Job, code: int | None, error: str,
                   now: datetime) -> None:
-    row = await db.get(PushDelivery, job.row)
-    if row is None:
-        return
-    row.attempts += 1
-    row.last_status, row.last_error, row.claimed_until = code, error, None
-    if row.attempts >= s.push_max_attempts:
+    """A push that failed: each of its rows one attempt more; those with attempts left are
+    due again together (one backoff for the push, so they travel together again)."""
+    rows = (await db.execute(select(PushDelivery).where(PushDelivery.id.in_(job.rows))
+                             .order_by(PushDelivery.id))).scalars().all()
+    again = []
+    for row in rows:
+        row.attempts += 1
+        row.last_status, row.last_error, row.claimed_until = code, error, None
+        if row.attempts < s.push_max_attempts:
+            again.append(row)
+            continue
         row.next_attempt_at = None
         log.error("push %d (alert %d, %s) given up after %d attempts: %s",
                   row.id, row.alert_id, row.event, row.attempts, error)
         await audit.append(db, "push", "push.failed", f"alert:{row.alert_id}",
                            {"delivery": row.id, "subscription": row.subscription_id,
                             "attempts": row.attempts, "error": error})
+    if not again:
         return
-    wait = backoff(row.attempts, s.push_backoff_base_seconds, s.push_backoff_cap_seconds)
-    row.next_attempt_at = now + timedelta(seconds=wait)
-    log.warning("push %d (alert %d) attempt %d failed: %s; again in %.1f s",
-                row.id, row.alert_id, row.attempts, error, wait)
+    tries = max(row.attempts for row in again)
+    wait = backoff(tries, s.push_backoff_base_seconds, s.push_backoff_cap_seconds)
+    for row in again:
+        row.next_attempt_at = now + timedelta(seconds=wait)
+    log.warning("push of %d row(s) (alerts %s) attempt %d failed: %s; again in %.1f s",
+                len(again), sorted({row.alert_id for row in again}), tries, error, wait)

@@ -15,11 +15,11 @@ from pydantic import BaseModel, Field
 
 from camera_agent.protocol import CLOSE_AUTH_FAILED, CLOSE_GARBLED, CLOSE_TOO_BIG
 from supervision import dispatch, push, vapid
-from supervision.alerts import active_alerts, tonight
+from supervision.alerts import active_alerts
 from supervision.auth import COOKIE, ROLES, live_sessions, load_session
 from supervision.context import RowId, Who, require, runtime, translator
 from supervision.errors import error_responses
-from supervision.patrol import CLOSE_SESSION_ENDED, CLOSE_WRONG_ORIGIN, Holder
+from supervision.patrol import CLOSE_SESSION_ENDED, CLOSE_WRONG_ORIGIN, Holder, night_alerts
 from supervision.runtime import Runtime
 from supervision.signaling import close_socket
 
@@ -52,9 +52,10 @@ async def alert_state(alert_id: RowId, body: AlertStateRequest, rt: Runtime = De
 @router.get("/api/alerts/tonight", responses=error_responses(401, 403))
 async def alerts_tonight(rt: Runtime = Depends(runtime),
                          _: Who = Depends(patrol)) -> list[dict[str, Any]]:
-    """The night's resolved alerts, for a patrol taking over a shift (no access information)."""
+    """The night's resolved alerts (the plan's night, and in the morning the night just
+    ended), for a patrol taking over a shift (no access information)."""
     async with rt.read() as db:
-        return await tonight(db)
+        return await night_alerts(db)
 
 
 # --- Web Push: the phone's subscription, the worker, the manifest (supervision/push.py) ---

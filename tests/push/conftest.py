@@ -6,12 +6,17 @@ in ``pushManager.subscribe``) and an endpoint on the played service. The service
 does (RFC 8292: the VAPID token's ES256 signature with the key in ``k``, its audience,
 expiry and subject; RFC 8030: TTL, Urgency, Topic), decrypts the body with the device's
 keys (RFC 8291, aes128gcm, with the ``http-ece`` package, not the sender's code), and
-records what arrived. It can answer a device with a given status (410: gone; 500: fail).
+records what arrived: one alert message, or several in one push (``{"v": 2, "items":
+[...]}``), which then must name no Topic (it would let a later push about one of them
+replace all of them at the push service) and fit the 4096 bytes a push service must take.
+It can answer a device with a given status (410: gone; 500: fail), and hold a device's
+answers until released (``hold``), as a slow push service does.
 The checks here are written from the RFCs, not from pywebpush or py_vapid.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -19,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -29,6 +35,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+import schedules
+from supervision.db import make_engine, make_sessionmaker
+from supervision.demo import demo_plan
+from supervision.models import Plan, Recipient
 from tests.harness import Service, free_port, make_service
 
 
@@ -72,6 +82,12 @@ class Push:
     vapid_key: str
     message: dict[str, Any]
     answered: int
+    size: int = 0  # bytes of the encrypted body
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The alert messages it carries: itself, or those of a coalesced push."""
+        return list(self.message["items"]) if self.message.get("v") == 2 else [self.message]
 
 
 class PushService:
@@ -84,6 +100,8 @@ class PushService:
         self.got: list[Push] = []
         self.errors: list[str] = []
         self.on_push: Callable[[Push], None] | None = None
+        self.hold: dict[str, threading.Event] = {}  # device name -> answer once this is set
+        self.holding: set[str] = set()  # devices with a push waiting for its hold
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -136,17 +154,25 @@ class PushService:
             assert int(headers["ttl"]) > 0, "a message for a phone that is off must wait"
             assert headers.get("urgency") in ("high", "normal"), headers
             assert len(headers.get("topic", "")) <= 32, headers
+            assert len(body) <= 4096, f"{len(body)} bytes: more than a push service must take"
             plain = http_ece.decrypt(body, private_key=device.key, auth_secret=device.auth,
                                      version="aes128gcm")
             message = json.loads(plain)
+            check_message(message, headers.get("topic"))
         except Exception as exc:  # recorded: every test asserts there were none
             with self._lock:
                 self.errors.append(f"{device.name}: {type(exc).__name__}: {exc}")
             return 400
+        held = self.hold.get(device.name)
+        if held is not None:
+            with self._lock:
+                self.holding.add(device.name)
+            held.wait(10)
         with self._lock:
             queued = self.answers.get(device.name) or []
             status = queued.pop(0) if queued else 201
-            push = Push(time.time(), device.name, headers, claims, key, message, status)
+            push = Push(time.time(), device.name, headers, claims, key, message, status,
+                        len(body))
             self.got.append(push)
         if self.on_push is not None:
             self.on_push(push)
@@ -166,6 +192,22 @@ class PushService:
             time.sleep(0.05)
         raise TimeoutError(f"not seen in time; got {[(p.device, p.message) for p in self.got]}"
                            f"; errors {self.errors}")
+
+
+def check_message(message: dict[str, Any], topic: str | None) -> None:
+    """One alert message (v 1), or several (v 2) each a v 1 message; a Topic only on a push
+    about one alert, and then that alert's."""
+    items = message["items"] if message.get("v") == 2 else [message]
+    if message.get("v") == 2:
+        assert isinstance(items, list) and len(items) >= 2, message
+        assert set(message) == {"v", "items"}, message
+    for item in items:
+        assert item["v"] == 1 and isinstance(item["alert"], int), item
+        assert isinstance(item["delivery"], int) and item["event"] in (
+            "raised", "escalated", "repeat", "settled"), item
+    alerts = {item["alert"] for item in items}
+    if topic is not None:
+        assert len(alerts) == 1 and topic == f"alert-{alerts.pop()}", (topic, message)
 
 
 def verify_vapid(authorization: str, audience: str) -> tuple[dict[str, Any], str]:
@@ -193,16 +235,39 @@ def verify_vapid(authorization: str, audience: str) -> tuple[dict[str, Any], str
     return claims, key
 
 
+#: extra recipients, each with a check open from the start (the demo has three)
+EXTRA = [("Ragnar Öberg", "Kyrkgatan 3, Sundsvall", "Portkod 5150"),
+         ("Sigrid Falk", "Parkvägen 9, Sundsvall", "Nyckel hos grannen, kod 7788"),
+         ("Tore Nyman", "Hamngatan 21, Sundsvall", "Portkod 2468")]
+
+
+async def _seed_extra(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        now = datetime.now(UTC)
+        async with make_sessionmaker(engine)() as db, db.begin():
+            for name, address, access in EXTRA:
+                recipient = Recipient(name=name, address=address, access_info=access,
+                                      unit="Extra")
+                db.add(recipient)
+                await db.flush()
+                db.add(Plan(recipient_id=recipient.id, version=1, created_at=now,
+                            created_by="test", data=demo_plan(now, [2], schedules.DEFAULT_TZ)))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="package")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, PushService]]:
-    """One service (demo data, no cameras: each open check can end in a technical failure,
-    which sends the patrol) and one played push service for the whole package. Repeats
-    every 5 s and escalation after 9 s, so the tests see both."""
+    """One service (demo data and ``EXTRA``, no cameras: each open check can end in a
+    technical failure, which sends the patrol) and one played push service for the whole
+    package. Repeats every 5 s and escalation after 9 s, so the tests see both."""
     played = PushService().start()
     svc = make_service(tmp_path_factory.mktemp("push") / "svc",
                        push_service_hosts='["127.0.0.1"]', push_repeat_seconds="5",
                        escalate_after_minutes="0.15", push_backoff_base_seconds="0.3",
                        push_backoff_cap_seconds="1", push_poll_seconds="1")
+    asyncio.run(_seed_extra(svc.env["SUPERVISION_DATABASE_URL"]))
     svc.start()
     try:
         yield svc, played

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,7 @@ from tests.browser.conftest import FLAGS
 from tests.conftest import CHROMIUM, need
 from tests.harness import Service
 from tests.people import Person
-from tests.push.conftest import PushService
+from tests.push.conftest import EXTRA, PushService
 from tests.push.test_push_service import events, open_check, subscribe
 
 pytestmark = pytest.mark.browser
@@ -147,3 +148,90 @@ def test_the_worker_shows_the_services_push_and_acknowledges_from_the_notificati
         assert time.monotonic() < deadline, state
         time.sleep(0.1)
     assert state["acknowledged_by"] == "patrull"
+
+
+def _notifications(phone: Any, tag: str) -> list[dict[str, Any]]:
+    return list(phone.evaluate(f"""navigator.serviceWorker.ready
+        .then(r => r.getNotifications({{tag: '{tag}'}}))
+        .then(ns => ns.map(n => ({{title: n.title, body: n.body, tag: n.tag,
+            actions: n.actions.map(a => a.action), data: n.data}})))"""))
+
+
+def test_a_push_carrying_several_alerts_shows_one_notification_each(
+        world: tuple[Service, PushService], phone: Any) -> None:
+    """Alerts due together for one device travel in one push; the worker shows each as
+    its own notification (its own tag and acknowledge action)."""
+    svc, played = world
+    patrol, staff = Person(svc.url, "patrull"), Person(svc.url, "natt")
+    device = played.device("chromium-batch")
+    subscribe(patrol, device)
+    gate = threading.Event()
+    played.hold["chromium-batch"] = gate  # the push service is slow to answer this device
+    try:
+        raised = []
+        for _ in range(3):
+            check = open_check(staff, extra=True)
+            reply = staff.post(f"/api/checks/{check['id']}/outcome",
+                               {"outcome": "technical-failure"})
+            assert reply.status_code == 200, reply.text
+            raised.append((int(reply.json()["alert"]), check))
+            if len(raised) == 1:  # the sender's round waits for that answer; meanwhile
+                deadline = time.monotonic() + 10  # the next two alerts become due
+                while "chromium-batch" not in played.holding:
+                    assert time.monotonic() < deadline, "the first push never came"
+                    time.sleep(0.02)
+    finally:
+        gate.set()
+    (_, _), (a, check_a), (b, check_b) = raised
+    got = played.wait(lambda g: any({a, b} <= {m["alert"] for m in p.items}
+                                    for p in g if p.device == "chromium-batch"))
+    push = next(p for p in got if p.device == "chromium-batch"
+                and {a, b} <= {m["alert"] for m in p.items})
+    message = push.message  # decrypted: what a phone's worker gets
+    assert message["v"] == 2 and "topic" not in push.headers
+    for name, _, access in EXTRA:  # what and where, never who or how to get in
+        assert name not in str(message) and access not in str(message)
+        assert name.split()[0] not in str(message)
+    assert {m["address"] for m in push.items if m["alert"] in (a, b)} == {
+        check_a["address"], check_b["address"]}
+
+    cdp = phone.context.new_cdp_session(phone)
+    registrations: list[dict[str, Any]] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated",
+           lambda e: registrations.extend(e["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + 10
+    while not any(r["scopeURL"] == svc.url + "/" for r in registrations):
+        assert time.monotonic() < deadline, registrations
+        phone.wait_for_timeout(50)
+    reg = next(r for r in registrations if r["scopeURL"] == svc.url + "/")
+    for _ in range(2):  # at least once: the same push twice, still one notification each
+        cdp.send("ServiceWorker.deliverPushMessage", {
+            "origin": svc.url, "registrationId": reg["registrationId"],
+            "data": json.dumps(message)})
+    deadline = time.monotonic() + 10
+    while not (_notifications(phone, f"alert-{a}") and _notifications(phone, f"alert-{b}")):
+        assert time.monotonic() < deadline, "not one notification per alert"
+        phone.wait_for_timeout(50)
+    phone.wait_for_timeout(300)  # the second delivery has been handled too
+    for alert, check in ((a, check_a), (b, check_b)):
+        shown = _notifications(phone, f"alert-{alert}")
+        assert len(shown) == 1, shown
+        assert shown[0]["body"] == check["address"] and shown[0]["actions"] == ["acknowledge"]
+        assert shown[0]["data"]["alert"] == alert
+
+    worker = next(w for w in phone.context.service_workers if w.url.endswith("/sw.js"))
+    worker.evaluate(f"""async () => {{
+        const [n] = await self.registration.getNotifications({{tag: 'alert-{b}'}});
+        self.dispatchEvent(new NotificationEvent('notificationclick',
+                                                 {{notification: n, action: 'acknowledge'}}));
+    }}""")
+    deadline = time.monotonic() + 10
+    while True:
+        states = {x["id"]: x for x in patrol.get("/api/alerts").json()}
+        if states.get(b, {}).get("state") == "acknowledged":
+            break
+        assert time.monotonic() < deadline, states.get(b)
+        time.sleep(0.1)
+    assert states[b]["acknowledged_by"] == "patrull"
+    assert states[a]["state"] == "new", "only the alert whose notification was acted on"

@@ -248,6 +248,8 @@ function render() {
 }
 
 // --- tonight: what was resolved, for a patrol that takes over ---------------------------
+// The plan's night (its zone and boundary, as planning has it), and in the morning also the
+// night just ended: supervision/patrol.py night_alerts.
 
 async function loadTonight() {
   try {
@@ -365,10 +367,16 @@ function installHint() {
 }
 
 const manifest = el('link', { rel: 'manifest', href: '/manifest.webmanifest' });
-document.head.append(manifest, el('meta', { name: 'theme-color', content: '#000000' }));
+// the phone's status bar in the page's own background, light or dark theme
+const themeColor = el('meta', { name: 'theme-color', content: getComputedStyle(document.body).backgroundColor });
+document.head.append(manifest, themeColor);
+window.matchMedia('(prefers-color-scheme: light)').addEventListener('change', () => {
+  themeColor.content = getComputedStyle(document.body).backgroundColor;
+});
 keep('csrf', csrf).catch(() => {});
 soundReady().then(showSoundState);
 installHint();
 render();
 connect();
+setInterval(loadTonight, 10 * 60 * 1000); // the list follows the night across its boundary
 setUpPush().catch((e) => { $('push-state').textContent = explain(e); });

@@ -3,6 +3,8 @@
 // acknowledge straight from it, and opens the alert when tapped. It caches nothing.
 //
 // A push says what and where only (see supervision/push.py); the page fetches the rest.
+// It carries one message, or several (`{v: 2, items: [...]}`: alerts due at once for this
+// phone travel together): each shows as its own notification, one per alert.
 // Delivery is at least once: a doubled push (same delivery id) is dropped, and one tag per
 // alert makes a repeat replace the notification rather than pile up.
 
@@ -27,8 +29,15 @@ self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim(
 self.addEventListener('push', (event) => {
   let msg = null;
   try { msg = event.data ? event.data.json() : null; } catch (e) { msg = null; }
-  event.waitUntil(show(msg));
+  event.waitUntil(showAll(msg));
 });
+
+/** The messages of one push, each shown in turn (in order: a later one of the same alert
+ *  replaces an earlier). */
+async function showAll(msg) {
+  const items = msg && msg.v === 2 && Array.isArray(msg.items) ? msg.items : [msg];
+  for (const item of items) await show(item);
+}
 
 async function show(msg) {
   if (!msg || msg.v !== 1 || typeof msg.alert !== 'number') {
