@@ -1,17 +1,21 @@
 """What the camera agent costs on its device: CPU (% of one core) and RSS, idle and while
 streaming 640x480 at 10 fps, for VP8 and for H.264, and from an RTSP camera (H.264 640x480
-at 10 fps from tests/rtsp/server.py fed by ffmpeg on loopback) passed through without
-decoding, and decoded, enhanced and encoded again (VP8).
+at 10 fps or --rtsp-fps, a keyframe a second, from tests/rtsp/server.py on loopback)
+passed through without decoding, with and without the agent's keyframe request
+(`keyframe_command`: curl PUT on the camera's requestKeyFrame URL), and decoded, enhanced
+and encoded again (VP8).
 
 A real `camera-agent run` process per codec (synthetic source, low-light enhancement on,
 as shipped), linked to the test suite's fake service; the viewer is an aiortc peer in
 this process, so its decoding is not counted. CPU comes from /proc/<pid>/stat
 (utime + stime), RSS from /proc/<pid>/status. Goals: idle under 1 %, streaming under 40 %,
 passthrough under 3 %. Time to first frame: from the look-in message to the viewer's first
-decoded frame.
+decoded frame, the median of --ttff-runs look-ins per case (each ended before the next);
+goal: passthrough no worse than the synthetic source (H.264, the same codec to the viewer).
 
 Last line: idle_cpu_pct=N idle_rss_mb=N stream_cpu_pct_vp8=N stream_cpu_pct_h264=N
-stream_cpu_pct_passthrough=N
+stream_cpu_pct_passthrough=N ttff_ms_passthrough=N ttff_ms_passthrough_keyframe=N
+ttff_ms_synthetic=N
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -30,9 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from camera_agent.protocol import END
 from tests.agent.fake_service import (
     AgentProcess,
     FakeService,
+    Viewer,
     new_agent,
     plan_at,
     viewer_offer,
@@ -80,17 +87,16 @@ async def with_agent(root: Path, codec: str, source: str = "synthetic",
 
 
 async def stream_cost(fake: FakeService, agent: AgentProcess, warmup: float,
-                      seconds: float) -> tuple[float, float, float, str, float]:
-    """(CPU %, peak RSS MB, frames/s received, codec negotiated, time to first frame ms)
-    during one look-in."""
+                      seconds: float) -> tuple[float, float, float, str]:
+    """(CPU %, peak RSS MB, frames/s received, codec negotiated) during one look-in."""
     ticket, token = fake.ticket(seconds=warmup + seconds + 3)
     pc, offer = await viewer_offer()
     frames: list[float] = []
     first = asyncio.Event()
     tracks: asyncio.Queue[object] = asyncio.Queue()
     pc.on("track", tracks.put_nowait)
+    mark = len(fake.received)
     try:
-        asked = time.monotonic()
         await fake.lookin(token, ticket, offer)
         reply = await fake.reply_to(ticket.session, timeout=30)
         if reply.type != "answer":
@@ -110,19 +116,55 @@ async def stream_cost(fake: FakeService, agent: AgentProcess, warmup: float,
 
         receiver = asyncio.ensure_future(receive())
         await asyncio.wait_for(first.wait(), 30)
-        ttff = (frames[0] - asked) * 1000
         await asyncio.sleep(warmup)
         start = time.monotonic()
         cpu, peak = await measure(agent.pid, seconds)
         end = time.monotonic()
         receiver.cancel()
         fps = sum(1 for t in frames if start <= t <= end) / (end - start)
-        return cpu, peak, fps, codec, ttff
+        await fake.send(END, session=ticket.session)
+        await fake.wait_for(lambda r: r.type == "lookin_ended"
+                            and r.msg["session"] == ticket.session, 15, after=mark)
+        return cpu, peak, fps, codec
     finally:
         await pc.close()
 
 
-async def main(idle_seconds: float, stream_seconds: float) -> None:
+async def first_frame_ms(fake: FakeService, runs: int) -> list[float]:
+    """Time to first frame of `runs` look-ins, one after the other (each ended first).
+    Each starts after a pause spread over a second, so that the look-ins do not all meet
+    the camera at the same point of its GOP (a look-in's end follows a keyframe)."""
+    took = []
+    for i in range(runs):
+        await asyncio.sleep(i * 0.37 % 1.0)
+        ticket, token = fake.ticket(seconds=30)
+        pc, offer = await viewer_offer()
+        viewer = Viewer(pc)
+        try:
+            mark = len(fake.received)
+            asked = time.monotonic()
+            await fake.lookin(token, ticket, offer)
+            reply = await fake.reply_to(ticket.session, timeout=30, after=mark)
+            if reply.type != "answer":
+                raise SystemExit(f"look-in refused: {reply.msg}")
+            await pc.setRemoteDescription(RTCSessionDescription(reply.msg["sdp"], "answer"))
+            await viewer.first_frame(30)
+            took.append((viewer.frames[0] - asked) * 1000)
+            await fake.send(END, session=ticket.session)
+            await fake.wait_for(lambda r, s=ticket.session: r.type == "lookin_ended"
+                                and r.msg["session"] == s, 15, after=mark)
+        finally:
+            await viewer.close()
+    return took
+
+
+def ttff_words(took: list[float]) -> str:
+    return (f"first frame median {statistics.median(took):.0f} ms "
+            f"(min {min(took):.0f}, max {max(took):.0f}, n={len(took)})")
+
+
+async def main(idle_seconds: float, stream_seconds: float, ttff_runs: int,
+               rtsp_fps: int) -> None:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="agent-cost-") as tmp:
         for codec in ("vp8", "h264"):
@@ -134,29 +176,36 @@ async def main(idle_seconds: float, stream_seconds: float) -> None:
                     results["idle_cpu_pct"], results["idle_rss_mb"] = cpu, peak
                     print(f"idle: cpu {cpu:.2f} % rss {peak:.0f} MB over {idle_seconds:g} s",
                           flush=True)
-                cpu, peak, fps, negotiated, ttff = await stream_cost(fake, agent, 3,
+                cpu, peak, fps, negotiated = await stream_cost(fake, agent, 3,
                                                                      stream_seconds)
                 results[f"stream_cpu_pct_{codec}"] = cpu
+                took = await first_frame_ms(fake, ttff_runs)
+                results[f"ttff_ms_{codec}"] = statistics.median(took)
                 print(f"stream {codec} ({negotiated}): cpu {cpu:.1f} % rss {peak:.0f} MB, "
-                      f"{fps:.1f} fps received over {stream_seconds:g} s, "
-                      f"first frame {ttff:.0f} ms", flush=True)
+                      f"{fps:.1f} fps received over {stream_seconds:g} s; "
+                      f"{ttff_words(took)}", flush=True)
             finally:
                 agent.stop()
                 await fake.close()
         camera = RtspServer().start()
         try:
-            camera.publish(fps=10, gop=10)
+            camera.publish(fps=rtsp_fps, gop=rtsp_fps)  # a keyframe a second
+            ask = f"curl --fail --silent --max-time 3 -X PUT {camera.keyframe_url()}"
             for case, settings in (("passthrough", {"enhance": False}),
+                                   ("passthrough_keyframe", {"enhance": False,
+                                                             "keyframe_command": ask}),
                                    ("rtsp_encode", {"enhance": True})):
                 fake, agent = await with_agent(Path(tmp) / case, "vp8", camera.url(),
                                                **settings)
                 try:
-                    cpu, peak, fps, negotiated, ttff = await stream_cost(fake, agent, 3,
+                    cpu, peak, fps, negotiated = await stream_cost(fake, agent, 3,
                                                                          stream_seconds)
                     results[f"stream_cpu_pct_{case}"] = cpu
+                    took = await first_frame_ms(fake, ttff_runs)
+                    results[f"ttff_ms_{case}"] = statistics.median(took)
                     print(f"stream rtsp {case} ({negotiated}): cpu {cpu:.1f} % rss "
-                          f"{peak:.0f} MB, {fps:.1f} fps received over {stream_seconds:g} s,"
-                          f" first frame {ttff:.0f} ms", flush=True)
+                          f"{peak:.0f} MB, {fps:.1f} fps received over {stream_seconds:g} s;"
+                          f" {ttff_words(took)}", flush=True)
                 finally:
                     agent.stop()
                     await fake.close()
@@ -168,12 +217,19 @@ async def main(idle_seconds: float, stream_seconds: float) -> None:
                                 ("stream_cpu_pct_vp8", results["stream_cpu_pct_vp8"]),
                                 ("stream_cpu_pct_h264", results["stream_cpu_pct_h264"]),
                                 ("stream_cpu_pct_passthrough",
-                                 results["stream_cpu_pct_passthrough"]))))
+                                 results["stream_cpu_pct_passthrough"]))),
+          " ".join(f"{k}={results[v]:.0f}" for k, v in (
+              ("ttff_ms_passthrough", "ttff_ms_passthrough"),
+              ("ttff_ms_passthrough_keyframe", "ttff_ms_passthrough_keyframe"),
+              ("ttff_ms_synthetic", "ttff_ms_h264"))))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle-seconds", type=float, default=20)
     parser.add_argument("--stream-seconds", type=float, default=20)
+    parser.add_argument("--ttff-runs", type=int, default=7)
+    parser.add_argument("--rtsp-fps", type=int, default=10,
+                        help="the RTSP camera's frame rate (its GOP is one second)")
     args = parser.parse_args()
-    asyncio.run(main(args.idle_seconds, args.stream_seconds))
+    asyncio.run(main(args.idle_seconds, args.stream_seconds, args.ttff_runs, args.rtsp_fps))

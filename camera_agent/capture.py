@@ -6,6 +6,9 @@ Devices and files are read with OpenCV; RTSP cameras with PyAV (`camera_agent.rt
 which sets the transport, ends the RTSP session (TEARDOWN) on release, reconnects a camera
 that drops and comes back within STALL_SECONDS, and can hand on the camera's H.264 as it
 came (passthrough: no decoding, no encoding) when nothing has to be done to the picture.
+An RTSP camera's first frame is its next keyframe: with a `keyframe_command` the capture
+asks the camera for one as it connects (and again on a connection whose first frame is
+not one), never otherwise.
 
 One dedicated reader thread per open capture does all the work with the source: it
 opens it, grabs continuously (so a device's buffers never go stale), decodes and
@@ -112,6 +115,7 @@ class _Session:
         self.returned_seq = 0
         self.error: CaptureError | None = None
         self.thread: threading.Thread | None = None
+        self.keyframe_asks: set[asyncio.Task[bool]] = set()  # running keyframe requests
 
     def _set_state(self, state: State) -> None:
         with self.lock:
@@ -176,6 +180,7 @@ class Capture:
                  enhance: bool = True, masks: Sequence[Sequence[tuple[float, float]]] = (),
                  open_deadline_s: float = 5.0, rtsp_transport: str = "tcp",
                  passthrough: bool = False,
+                 keyframe_command: str | None = None, keyframe_timeout_s: float = 5.0,
                  on_open: Callable[[], None] | None = None,
                  on_close: Callable[[], None] | None = None) -> None:
         if width <= 0 or height <= 0:
@@ -199,6 +204,9 @@ class Capture:
         # to it: a mask or enhancement always means decoding here, whatever the caller says.
         self.passthrough_wanted = (passthrough and self.kind == "rtsp" and not self.masks
                                    and not enhance)
+        #: run (no shell) to ask an RTSP camera for a keyframe: see rtsp.request_keyframe
+        self.keyframe_command = keyframe_command if self.kind == "rtsp" else None
+        self.keyframe_timeout_s = float(keyframe_timeout_s)
         #: after open(): the camera's codec ("h264", ...; "" when not RTSP)
         self.camera_codec = ""
         self._on_open = on_open
@@ -231,6 +239,7 @@ class Capture:
         s.thread = thread
         s.released.add_done_callback(lambda _f: self._finish(s))
         thread.start()
+        self._ask_keyframe(s)  # while the reader connects: the camera makes it at its next tick
         try:
             await asyncio.wait_for(asyncio.shield(s.opened), self.open_deadline_s)
             if s.state is State.CLOSED:  # released before open() resumed (failed at once)
@@ -320,8 +329,19 @@ class Capture:
         self._finish(s)
 
     # ------------------------------------------------------------------ internals
+    def _ask_keyframe(self, s: _Session) -> None:
+        """Run the keyframe request, if configured, beside the reader (on the loop)."""
+        if self.keyframe_command is None or s.stop.is_set():
+            return
+        task = s.loop.create_task(rtsp.request_keyframe(self.keyframe_command,
+                                                        self.keyframe_timeout_s))
+        s.keyframe_asks.add(task)
+        task.add_done_callback(s.keyframe_asks.discard)
+
     def _finish(self, s: _Session) -> None:
         """After the reader has released the source (runs on the loop; idempotent)."""
+        for task in list(s.keyframe_asks):  # a keyframe for nobody: stop asking
+            task.cancel()
         if s.thread is not None:
             s.thread.join(timeout=1.0)
         if self._session is s:
@@ -489,13 +509,15 @@ class Capture:
         Each packet is either queued as it came (passthrough) or decoded, every packet, and
         converted and processed at most `fps` times a second. A stream that ends or breaks
         is opened again until nothing has come for STALL_SECONDS; only then does the
-        look-in end ("read-failed"). Every connection starts at a keyframe. Closing the
+        look-in end ("read-failed"). Every connection starts at a keyframe; if its first
+        frame is not one, the camera is asked for one (when configured). Closing the
         container ends the RTSP session (TEARDOWN) and the connection."""
         container: Any = None
         stream: Any = None
         packets: Any = None
         key = b""  # SPS + PPS for passthrough keyframes
         need_key = True
+        first_packet = True  # of this connection
         connected_once = False
         period = 1.0 / self.fps
         last_ok = time.monotonic()
@@ -530,6 +552,7 @@ class Capture:
                     key = rtsp.annexb_parameter_sets(stream.codec_context.extradata)
                     packets = container.demux(stream)
                     need_key = True
+                    first_packet = True
                     connected_once = True
                 try:
                     packet = next(packets)
@@ -556,8 +579,12 @@ class Capture:
                     break
                 if need_key:
                     if not (packet.is_keyframe or 5 in rtsp.nal_types(bytes(packet))):
+                        if first_packet:  # the keyframe asked for as we connected may
+                            s.post(self._ask_keyframe, s)  # have gone before our PLAY
+                            first_packet = False
                         continue
                     need_key = False
+                first_packet = False
                 last_ok = time.monotonic()
                 if s.passthrough:
                     data = bytes(packet)

@@ -8,6 +8,7 @@ first look-in of the night.
 from __future__ import annotations
 
 import json
+import shlex
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -47,6 +48,10 @@ class AgentConfig:
     # run (no shell) after every look-in, e.g. to turn a PTZ camera to its privacy preset
     after_lookin_command: str | None = None
     after_lookin_timeout_seconds: float = 30.0
+    # run (no shell) as an RTSP camera is opened for a look-in, to ask it for a keyframe
+    # at once (e.g. curl ... -X PUT .../ISAPI/Streaming/channels/102/requestKeyFrame)
+    keyframe_command: str | None = None
+    keyframe_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         for url in (self.server_url, *self.servers):
@@ -64,9 +69,16 @@ class AgentConfig:
         if self.rtsp_transport not in ("tcp", "udp"):
             raise ValueError("rtsp_transport must be tcp or udp")
         for name in ("open_deadline_seconds", "heartbeat_seconds", "backoff_cap_seconds",
-                     "after_lookin_timeout_seconds"):
+                     "after_lookin_timeout_seconds", "keyframe_timeout_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        if self.keyframe_command is not None:
+            try:
+                if not shlex.split(self.keyframe_command):
+                    raise ValueError
+            except ValueError:
+                raise ValueError("keyframe_command must be a program with its arguments "
+                                 "(quoted as in a shell, but run without one)") from None
         for server in self.ice_servers:
             if not isinstance(server, dict) or not server.get("urls"):
                 raise ValueError("each ice_servers entry needs urls")

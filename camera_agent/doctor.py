@@ -112,7 +112,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "plan-none": "holds no plan yet: every look-in is refused until the service sends "
                      "one (it does when the agent links and the person has a plan).",
         "camera-skipped": "camera not opened (add --camera to open it once and release it)",
-        "camera-ok": "camera {source} opened and gave a frame ({what}); released at once",
+        "camera-ok": "camera {source} opened and gave a frame ({what}) in {ms} ms; released "
+                     "at once",
         "camera-bad": "camera {source} failed: {reason}: {detail}. {advice}",
         "path": "video path when streaming: {path} ({reason})",
         "advice-camera-credentials": "Put the camera's user name and password in source.",
@@ -169,7 +170,8 @@ STRINGS: dict[str, dict[str, str]] = {
                      "gör den när agenten länkar och personen har en plan).",
         "camera-skipped": "kameran inte öppnad (lägg till --camera för att öppna den en gång "
                           "och släppa den)",
-        "camera-ok": "kameran {source} öppnades och gav en bild ({what}); släppt direkt",
+        "camera-ok": "kameran {source} öppnades och gav en bild ({what}) på {ms} ms; släppt "
+                     "direkt",
         "camera-bad": "kameran {source} misslyckades: {reason}: {detail}. {advice}",
         "path": "videoväg vid visning: {path} ({reason})",
         "advice-camera-credentials": "Ange kamerans användarnamn och lösenord i source.",
@@ -412,7 +414,11 @@ async def check_camera(config: AgentConfig) -> Finding:
                       fps=config.fps, enhance=config.enhance, masks=config.masks,
                       open_deadline_s=config.open_deadline_seconds,
                       rtsp_transport=config.rtsp_transport,
+                      # asked for here too: the installer sees whether the request works
+                      keyframe_command=config.keyframe_command,
+                      keyframe_timeout_s=config.keyframe_timeout_seconds,
                       passthrough=path.path == "passthrough")
+    began = time.monotonic()
     try:
         await capture.open()
         if capture.passthrough:
@@ -429,7 +435,8 @@ async def check_camera(config: AgentConfig) -> Finding:
                                             "detail": exc.detail, "advice": advice})
     finally:
         await capture.close()
-    return Finding(OK, "camera-ok", {"source": source, "what": what})
+    return Finding(OK, "camera-ok", {"source": source, "what": what,
+                                     "ms": round((time.monotonic() - began) * 1000)})
 
 
 async def run_checks(config_path: Path, camera: bool) -> list[Finding]:

@@ -6,15 +6,28 @@ H.264 parameter sets for passthrough, and the one printable form of a source. A 
 URL usually carries its password (rtsp://user:pass@host/...), so nothing here or in the
 callers ever prints a source or an exception's text that could contain it: `redact()`
 for the source, `classify()` for errors (FFmpeg's own error text, never the file name).
+
+A camera's first frame in passthrough is its next keyframe. Many cameras make one on
+request (Hikvision: `PUT /ISAPI/Streaming/channels/<n>/requestKeyFrame`; others by a CGI
+URL): `request_keyframe()` runs the installer's command for that, with a time limit,
+its output discarded (it may echo the credentials it used) and only its name logged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import shlex
+import subprocess
+import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.error
+
+log = logging.getLogger("camera_agent.rtsp")
 
 TRANSPORTS = ("tcp", "udp")
 #: A blocking read gives up after this, so the reader notices stop and stalls in time.
@@ -49,8 +62,11 @@ def open_stream(url: str, transport: str, open_timeout: float) -> Any:
         "rtsp_transport": transport,
         "timeout": str(int(open_timeout * 1_000_000)),  # socket I/O, microseconds
         "analyzeduration": "0",  # the SDP describes the stream; do not wait seconds to probe
-        "probesize": "32768",
-        "fflags": "nobuffer",
+        # ...nor for 32 KB of it: FFmpeg's H.264 probe wants 7 decoded frames, which never
+        # come before a keyframe, so it reads up to probesize (0.5 s at 512 kbit/s) first
+        "probesize": "32",
+        # no "fflags nobuffer": with it the frames read while probing are dropped, and the
+        # first of them is the keyframe a camera makes for a new session or on request
     }
     if transport == "udp":
         options["reorder_queue_size"] = "0"  # hand packets on at once (a LAN reorders little)
@@ -125,3 +141,52 @@ def with_parameter_sets(data: bytes, parameter_sets: bytes) -> bytes:
     if parameter_sets and 7 not in nal_types(data):
         return parameter_sets + data
     return data
+
+
+# -- asking the camera for a keyframe ------------------------------------------------
+
+
+def command_name(command: str) -> str:
+    """What a log may show of a command: its program's name (the arguments may carry a
+    password)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return "?"
+    return os.path.basename(argv[0]) if argv else "?"
+
+
+async def request_keyframe(command: str, timeout: float) -> bool:
+    """Run the installer's keyframe request (no shell; `NATTILLSYN_EVENT=keyframe`). True if
+    it exited 0 within `timeout`; otherwise it is killed and its failure logged, and the
+    first frame waits for the camera's next scheduled keyframe. Cancelling kills it.
+
+    Started and awaited in worker threads: forking the agent's large process blocks for
+    milliseconds (tens under load), and the look-in's answer is being made on the loop
+    at this very moment."""
+    name = command_name(command)
+    started = time.monotonic()
+    try:
+        proc = await asyncio.to_thread(
+            subprocess.Popen, shlex.split(command),
+            env=dict(os.environ, NATTILLSYN_EVENT="keyframe"), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, ValueError) as exc:
+        log.warning("keyframe request %s could not start: %s", name,
+                    getattr(exc, "strerror", None) or type(exc).__name__)
+        return False
+    try:
+        code = await asyncio.to_thread(proc.wait, timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("keyframe request %s killed after %g s", name, timeout)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+    if code != 0:
+        log.warning("keyframe request %s exited with %s", name, code)
+        return False
+    log.info("keyframe asked of the camera (%s, %.0f ms)", name,
+             (time.monotonic() - started) * 1000)
+    return True

@@ -104,6 +104,8 @@ class LookIn:
             enhance=config.enhance, masks=config.masks,
             open_deadline_s=config.open_deadline_seconds,
             rtsp_transport=config.rtsp_transport,
+            keyframe_command=config.keyframe_command,
+            keyframe_timeout_s=config.keyframe_timeout_seconds,
             passthrough=self.video_path.path == PASSTHROUGH,
             on_open=self._on_loop(self._camera_opened),
             on_close=self._on_loop(self._camera_released),

@@ -1,11 +1,11 @@
-"""A real RTSP camera on loopback (tests/rtsp/server.py fed by Debian's ffmpeg), one per
-test module, and a real agent linked to the agent tests' fake service."""
+"""A real RTSP camera on loopback (tests/rtsp/server.py: it encodes its own H.264 with
+PyAV), one per test module, and a real agent linked to the agent tests' fake service."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +20,32 @@ USER = "nattcam"
 PASSWORD = "Zq8-secret-do-not-log"
 
 
-@pytest.fixture(scope="module")
-def camera() -> Iterator[RtspServer]:
-    need(shutil.which("ffmpeg") is not None, "ffmpeg is not installed (apt install ffmpeg)")
-    server = RtspServer({USER: PASSWORD}).start()
+@contextmanager
+def running_camera(gop: int = 5, **options: Any) -> Iterator[RtspServer]:
+    """A camera sending 640x480 at 10 fps, a keyframe every `gop` frames, that takes
+    USER and PASSWORD."""
+    server = RtspServer({USER: PASSWORD}, **options).start()
     try:
-        server.publish()
+        server.publish(fps=10, gop=gop)
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def camera() -> Iterator[RtspServer]:
+    with running_camera() as server:
+        yield server
+
+
+def keyframe_command(camera: RtspServer, netrc: Path) -> str:
+    """The installer's keyframe request for this camera, as the install notes give it
+    (curl with the credentials in a netrc file, not on the command line)."""
+    need(shutil.which("curl") is not None, "curl is not installed (apt install curl)")
+    netrc.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
+    netrc.chmod(0o600)
+    return (f"curl --fail --silent --max-time 3 --netrc-file {netrc} -X PUT "
+            f"{camera.keyframe_url()}")
 
 
 @dataclass

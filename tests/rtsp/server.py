@@ -1,32 +1,48 @@
-"""A small real RTSP server on loopback, fed by a real ffmpeg, for the agent's RTSP tests.
+"""A small real RTSP camera on loopback for the agent's RTSP tests and benchmarks.
 
-Debian's ffmpeg cannot serve RTSP to players by itself, so it publishes to this server
-(ANNOUNCE + RECORD, RTP interleaved over TCP, libx264 baseline, a keyframe every 0.5 s)
-and the server relays those RTP packets to every client that played the stream, over TCP
-(interleaved) or UDP, as an IP camera does. Everything the tests need to see on the
-camera's side is recorded per client session: the transport it asked for, whether its
-credentials were accepted, PLAY, TEARDOWN and when its connection closed. The tests can
-make the camera stall (stop sending, keep the connection), drop every client (reset their
-connections) and refuse new connections for a while.
+It encodes its own night-dim test picture with PyAV (libx264, Constrained Baseline, no
+B-frames, zerolatency: what an IP camera's sub-stream sends), packetises each frame to
+RTP (RFC 6184, aiortc's packetiser) and sends it to every client that played the
+stream, over TCP (interleaved) or UDP, as an IP camera does. SPS and PPS travel out of
+band, in the SDP's sprop-parameter-sets, as many cameras send them.
 
-The server runs on its own event loop in a thread, so any test (sync or async) can use it.
+Like many cameras it takes a request for a keyframe: `PUT` on
+``/ISAPI/Streaming/channels/<n>/requestKeyFrame`` (Hikvision's ISAPI) at `keyframe_url()`
+makes the next frame an IDR, and so does `request_keyframe()`; with
+`keyframe_on_play` every new PLAY session starts with a fresh keyframe, as some cameras
+do by themselves. Otherwise a keyframe comes every `gop` frames.
+
+Everything the tests need to see on the camera's side is recorded: per client session
+the transport it asked for, whether its credentials were accepted, PLAY, TEARDOWN and when
+its connection closed; the instant of each keyframe request and each keyframe. The tests
+can make the camera stall (stop sending, keep the connection), drop every client (reset
+their connections) and refuse new connections for a while.
+
+The server and its encoder run in threads of their own, so any test (sync or async) can
+use it. The encoder costs about 2 % of a core (640x480, 10 fps, ~500 kbit/s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import fractions
 import itertools
-import shutil
+import re
 import socket
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
+import numpy as np
+from aiortc.codecs.h264 import H264Encoder
+
 PATH = "/cam"
+PAYLOAD_TYPE = 96
 _ids = itertools.count(1)
+_KEYFRAME_PATH = re.compile(r"^/ISAPI/Streaming/channels/\d+/requestKeyFrame$")
 
 
 @dataclass
@@ -57,24 +73,34 @@ class Client:
 
 
 class RtspServer:
-    """See the module docstring. `users` {name: password} turns Basic auth on for players."""
+    """See the module docstring. `users` {name: password} turns Basic auth on for players
+    and for the keyframe request."""
 
-    def __init__(self, users: dict[str, str] | None = None) -> None:
+    def __init__(self, users: dict[str, str] | None = None, *,
+                 keyframe_on_play: bool = False) -> None:
         self.users = users or {}
+        self.keyframe_on_play = keyframe_on_play
         self.port = 0
+        self.http_port = 0
         self.sdp = ""
+        self.fps = 0
+        self.gop = 0
         self.clients: list[Client] = []
         self.requests: list[str] = []  # every request line and header block, for leak checks
+        self.keyframe_requests: list[float] = []  # monotonic instant of each one accepted
+        self.keyframes: list[tuple[float, bool]] = []  # (sent at, forced) of each keyframe
         self.stalled = False
         self.refuse_until = 0.0
         self.published = threading.Event()
+        self._force_key = threading.Event()
+        self._stop = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="rtsp-server")
+        self._encoder: threading.Thread | None = None
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._udp.bind(("127.0.0.1", 0))
-        self._publisher: subprocess.Popen[bytes] | None = None
 
     # -- life -------------------------------------------------------------------------
     def start(self) -> RtspServer:
@@ -83,39 +109,32 @@ class RtspServer:
         return self
 
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        rtsp = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        http = await asyncio.start_server(self._handle_http, "127.0.0.1", 0)
+        self._servers = [rtsp, http]
+        self.port = rtsp.sockets[0].getsockname()[1]
+        self.http_port = http.sockets[0].getsockname()[1]
 
     def publish(self, fps: int = 10, gop: int = 5, size: str = "640x480",
                 timeout: float = 15.0) -> None:
-        """Start ffmpeg publishing a generated H.264 video; return once it is recording."""
-        ffmpeg = shutil.which("ffmpeg")
-        assert ffmpeg, "ffmpeg is needed"
-        self._publisher = subprocess.Popen(
-            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
-             "-i", f"testsrc2=size={size}:rate={fps},eq=brightness=-0.25",
-             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-             "-profile:v", "baseline", "-pix_fmt", "yuv420p", "-g", str(gop),
-             "-bf", "0", "-f", "rtsp", "-rtsp_transport", "tcp",
-             f"rtsp://127.0.0.1:{self.port}{PATH}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        """Start the camera's encoder (a keyframe every `gop` frames unless asked for one);
+        return once its first frame is out and the SDP is known."""
+        width, _, height = size.partition("x")
+        self.fps, self.gop = int(fps), int(gop)
+        self._encoder = threading.Thread(target=self._encode, args=(int(width), int(height)),
+                                         daemon=True, name="rtsp-camera-encoder")
+        self._encoder.start()
         if not self.published.wait(timeout):
-            self._publisher.kill()
-            err = self._publisher.communicate()[1].decode(errors="replace")
-            raise RuntimeError(f"ffmpeg did not publish: {err[-2000:]}")
+            raise RuntimeError("the test camera's encoder did not start")
 
     def stop(self) -> None:
-        if self._publisher is not None:
-            self._publisher.terminate()
-            try:
-                self._publisher.wait(5)
-            except subprocess.TimeoutExpired:
-                self._publisher.kill()
-                self._publisher.wait(5)
+        self._stop.set()
+        if self._encoder is not None:
+            self._encoder.join(5)
 
         async def shut() -> None:
-            if self._server is not None:
-                self._server.close()
+            for server in self._servers:
+                server.close()
             for c in self.clients:
                 if c.writer is not None:
                     c.writer.transport.abort()
@@ -129,6 +148,15 @@ class RtspServer:
     def url(self, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user is not None else ""
         return f"rtsp://{auth}127.0.0.1:{self.port}{PATH}"
+
+    def keyframe_url(self, channel: int = 102) -> str:
+        """Where a `PUT` asks for a keyframe (as on a Hikvision camera)."""
+        return f"http://127.0.0.1:{self.http_port}/ISAPI/Streaming/channels/{channel}" \
+               "/requestKeyFrame"
+
+    def request_keyframe(self) -> None:
+        """Make the next frame a keyframe (IDR with the same SPS and PPS)."""
+        self._force_key.set()
 
     # -- faults -----------------------------------------------------------------------
     def drop_clients(self, refuse_seconds: float = 0.0) -> None:
@@ -156,6 +184,119 @@ class RtspServer:
             time.sleep(0.02)
         raise TimeoutError(f"{what} within {timeout} s; clients: {self.clients}")
 
+    # -- the camera's encoder (its own thread) ----------------------------------------
+    def _encode(self, width: int, height: int) -> None:
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.time_base = fractions.Fraction(1, self.fps)
+        codec.framerate = fractions.Fraction(self.fps, 1)
+        codec.gop_size = self.gop
+        codec.max_b_frames = 0
+        codec.bit_rate = 800_000
+        codec.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+                         "forced-idr": "1", "x264-params": "scenecut=0"}
+        codec.flags |= av.codec.context.Flags.global_header  # SPS/PPS out of band
+        picture = _Picture(width, height)
+        ssrc = 0x4E415454
+        seq = 0
+        step = 90_000 // self.fps
+        period = 1.0 / self.fps
+        due = time.monotonic()
+        n = 0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now < due and self._stop.wait(due - now):
+                break
+            due = max(due + period, time.monotonic() - period)
+            frame = av.VideoFrame.from_ndarray(picture.at(n), format="yuv420p")
+            frame.pts = n
+            forced = self._force_key.is_set()
+            if forced:
+                self._force_key.clear()
+                frame.pict_type = av.video.frame.PictureType.I
+            for packet in codec.encode(frame):
+                data = bytes(packet)
+                if not self.sdp:
+                    self.sdp = self._describe(codec.extradata or b"")
+                payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
+                rtp = []
+                for i, payload in enumerate(payloads):
+                    marker = 0x80 if i == len(payloads) - 1 else 0
+                    rtp.append(bytes([0x80, marker | PAYLOAD_TYPE]) + seq.to_bytes(2, "big")
+                               + ((n * step) & 0xFFFFFFFF).to_bytes(4, "big")
+                               + ssrc.to_bytes(4, "big") + payload)
+                    seq = (seq + 1) & 0xFFFF
+                key = bool(packet.is_keyframe)
+                try:
+                    self._loop.call_soon_threadsafe(self._send, rtp, key, forced and key)
+                except RuntimeError:  # the loop is closed: stopping
+                    return
+            if self.sdp:
+                self.published.set()
+            n += 1
+
+    def _describe(self, extradata: bytes) -> str:
+        nals = [nal for nal in H264Encoder._split_bitstream(extradata) if nal]
+        sps = next((nal for nal in nals if nal[0] & 0x1F == 7), b"\x67\x42\xc0\x1e")
+        sprop = ",".join(base64.b64encode(nal).decode() for nal in nals)
+        return "\r\n".join([
+            "v=0", "o=- 0 0 IN IP4 127.0.0.1", "s=Nattillsyn test camera",
+            "c=IN IP4 0.0.0.0", "t=0 0", "a=control:*",
+            f"m=video 0 RTP/AVP {PAYLOAD_TYPE}", f"a=rtpmap:{PAYLOAD_TYPE} H264/90000",
+            f"a=fmtp:{PAYLOAD_TYPE} packetization-mode=1; profile-level-id={sps[1:4].hex()};"
+            f" sprop-parameter-sets={sprop}",
+            f"a=framerate:{self.fps}", "a=control:trackID=0", ""])
+
+    def _send(self, rtp: list[bytes], key: bool, forced: bool) -> None:
+        """One whole frame to every playing client (so each starts at a frame's start)."""
+        if self.stalled:
+            return
+        if key:
+            self.keyframes.append((time.monotonic(), forced))
+        for c in self.clients:
+            if not c.playing or c.writer is None or c.writer.transport.is_closing():
+                continue  # (a player that has just gone: nothing more to write to it)
+            for packet in rtp:
+                if c.udp_ports is not None:
+                    self._udp.sendto(packet, ("127.0.0.1", c.udp_ports[0]))
+                else:
+                    c.writer.write(b"$" + bytes([c.interleaved[0]])
+                                   + len(packet).to_bytes(2, "big") + packet)
+            c.packets_sent += len(rtp)
+
+    # -- the keyframe request (HTTP) --------------------------------------------------
+    async def _handle_http(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("utf-8", "replace")
+            line, *header_lines = head.strip().split("\r\n")
+            method, target, _ = line.split(" ", 2)
+            headers = {k.strip().lower(): v.strip() for k, _, v in
+                       (h.partition(":") for h in header_lines)}
+            if int(headers.get("content-length", "0") or 0):
+                await reader.readexactly(int(headers["content-length"]))
+            if not _KEYFRAME_PATH.match(target.partition("?")[0]):
+                status, body = "404 Not Found", "<ResponseStatus>no such resource"
+            elif method != "PUT":
+                status, body = "405 Method Not Allowed", "<ResponseStatus>PUT only"
+            elif not self._auth_ok(headers):
+                status, body = "401 Unauthorized", "<ResponseStatus>unauthorised"
+            else:
+                self.keyframe_requests.append(time.monotonic())
+                self.request_keyframe()
+                status, body = "200 OK", "<ResponseStatus><statusCode>1</statusCode>OK"
+            body += "</ResponseStatus>\n"
+            extra = 'WWW-Authenticate: Basic realm="camera"\r\n' if status[0] == "4" else ""
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/xml\r\n{extra}"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+                         .encode())
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
+                ValueError):
+            pass
+        finally:
+            writer.close()
+
     # -- the protocol -----------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
@@ -163,39 +304,30 @@ class RtspServer:
             writer.transport.abort()
             return
         host, port = writer.get_extra_info("peername")[:2]
-        peer = f"{host}:{port}"
-        client = Client(peer=peer, opened_at=time.monotonic(), writer=writer)
-        publisher = False
+        client = Client(peer=f"{host}:{port}", opened_at=time.monotonic(), writer=writer)
         try:
             while True:
                 first = await reader.readexactly(1)
-                if first == b"$":  # interleaved data: RTP from the publisher, RTCP from players
+                if first == b"$":  # interleaved data from a player: its RTCP receiver reports
                     head = await reader.readexactly(3)
-                    data = await reader.readexactly(int.from_bytes(head[1:3], "big"))
-                    if publisher:
-                        self._relay(head[0], data)
+                    await reader.readexactly(int.from_bytes(head[1:3], "big"))
                     continue
                 raw = first + await reader.readuntil(b"\r\n\r\n")
                 text = raw.decode("utf-8", "replace")
                 self.requests.append(text)
                 line, *header_lines = text.strip().split("\r\n")
-                method, url, _ = line.split(" ", 2)
+                method = line.split(" ", 1)[0]
                 headers = {k.strip().lower(): v.strip() for k, _, v in
                            (h.partition(":") for h in header_lines)}
-                body = b""
                 if int(headers.get("content-length", "0")):
-                    body = await reader.readexactly(int(headers["content-length"]))
-                if method in ("ANNOUNCE", "RECORD") or publisher:
-                    publisher = True
-                    await self._publisher_request(method, url, headers, body, writer)
-                    continue
-                if method != "OPTIONS" and client not in self.clients:
-                    self.clients.append(client)  # (the publisher also starts with OPTIONS)
-                await self._player_request(client, method, url, headers, writer)
+                    await reader.readexactly(int(headers["content-length"]))
+                if client not in self.clients:
+                    self.clients.append(client)
+                await self._player_request(client, method, headers, writer)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
-            if not publisher and client in self.clients:
+            if client in self.clients:
                 client.closed_at = time.monotonic()
             writer.transport.abort()
 
@@ -209,21 +341,6 @@ class RtspServer:
             lines.append(f"Content-Length: {len(body)}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
 
-    async def _publisher_request(self, method: str, url: str, headers: dict[str, str],
-                                 body: bytes, writer: asyncio.StreamWriter) -> None:
-        extra: dict[str, str] = {}
-        if method == "ANNOUNCE":
-            self.sdp = body.decode()
-        elif method == "SETUP":
-            extra = {"Transport": headers.get("transport", ""), "Session": "publisher"}
-        elif method == "RECORD":
-            extra = {"Session": "publisher"}
-            self.published.set()
-        elif method == "OPTIONS":
-            extra = {"Public": "OPTIONS, ANNOUNCE, SETUP, RECORD, TEARDOWN"}
-        self._reply(writer, headers, extra=extra)
-        await writer.drain()
-
     def _auth_ok(self, headers: dict[str, str]) -> bool:
         if not self.users:
             return True
@@ -236,8 +353,8 @@ class RtspServer:
             return False
         return self.users.get(user) == password
 
-    async def _player_request(self, c: Client, method: str, url: str,
-                              headers: dict[str, str], writer: asyncio.StreamWriter) -> None:
+    async def _player_request(self, c: Client, method: str, headers: dict[str, str],
+                              writer: asyncio.StreamWriter) -> None:
         if method == "OPTIONS":
             self._reply(writer, headers, extra={
                 "Public": "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"})
@@ -270,6 +387,8 @@ class RtspServer:
         elif method == "PLAY":
             self._reply(writer, headers, extra={"Session": c.session, "Range": "npt=0.000-"})
             c.played_at = time.monotonic()
+            if self.keyframe_on_play:
+                self.request_keyframe()
         elif method == "TEARDOWN":
             c.teardown_at = time.monotonic()
             self._reply(writer, headers, extra={"Session": c.session})
@@ -277,17 +396,21 @@ class RtspServer:
             self._reply(writer, headers, extra={"Session": c.session})
         await writer.drain()
 
-    def _relay(self, channel: int, data: bytes) -> None:
-        if self.stalled:
-            return
-        for c in self.clients:
-            if not c.playing or c.writer is None:
-                continue
-            if c.udp_ports is not None:
-                port = c.udp_ports[0] if channel % 2 == 0 else c.udp_ports[1]
-                self._udp.sendto(data, ("127.0.0.1", port))
-            else:
-                ch = c.interleaved[channel % 2]
-                c.writer.write(b"$" + bytes([ch]) + len(data).to_bytes(2, "big") + data)
-            if channel % 2 == 0:
-                c.packets_sent += 1
+
+class _Picture:
+    """The camera's view: a dim gradient with a slow bright bar, cheap to make per frame."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        x = np.linspace(20, 90, width, dtype=np.float32)
+        y = np.linspace(0, 25, height, dtype=np.float32)[:, None]
+        self.luma = (x + y).astype(np.uint8)
+        self.chroma = np.full((height // 2, width), 128, np.uint8)
+
+    def at(self, n: int) -> np.ndarray:
+        luma = self.luma.copy()
+        left = (n * 8) % self.width
+        luma[:, left:left + 24] = 170
+        top = (n * 5) % self.height
+        luma[top:top + 16] //= 2
+        return np.concatenate([luma, self.chroma])

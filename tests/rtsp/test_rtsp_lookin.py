@@ -1,7 +1,13 @@
 """Look-ins from a real agent whose camera is a real RTSP server on loopback, watched by an
 aiortc viewer, with what the camera saw recorded on the server's side.
 
-The agent passes the camera's H.264 through (no mask, no enhancement). The stated bounds:
+The agent passes the camera's H.264 through (no mask, no enhancement). This camera makes a
+keyframe of its own only every GOP_SECONDS (as a long I-frame interval or a "smart codec"
+does) and takes a request for one, which the agent is configured to make
+(`keyframe_command`): only as it opens the camera for a look-in (and again when a
+connection's first frame is no keyframe), never at link or by doctor without --camera,
+and the first frame comes within FIRST_FRAME_BOUND, long before the camera's own next
+keyframe would have. The stated bounds:
 the camera is connected to only during a look-in and the RTSP session is torn down within
 RELEASE_BOUND of the look-in's end; a camera that refuses the credentials ends the look-in
 at once (detail `camera-credentials`); one that stalls ends it within STALL_BOUND
@@ -14,23 +20,33 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from aiortc import RTCSessionDescription
 
+from camera_agent import doctor
 from camera_agent.capture import STALL_SECONDS
 from camera_agent.protocol import END, Ticket
 from tests.agent.fake_service import Viewer, eventually, viewer_offer
-from tests.rtsp.conftest import PASSWORD, USER, Rig, rtsp_agent
+from tests.rtsp.conftest import PASSWORD, USER, Rig, keyframe_command, rtsp_agent, running_camera
 from tests.rtsp.server import RtspServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 RELEASE_BOUND = 1.0                # s from the look-in's end to the camera seeing us leave
 STALL_BOUND = STALL_SECONDS + 1.0  # s from the camera's last packet to the look-in's end
+GOP_SECONDS = 8.0                  # the camera's own I-frame interval
+FIRST_FRAME_BOUND = 2.5            # s from the look-in message to the viewer's first frame
+
+
+@pytest.fixture(scope="module")
+def camera() -> Iterator[RtspServer]:
+    """This module's camera: a keyframe of its own every GOP_SECONDS, or on request."""
+    with running_camera(gop=int(GOP_SECONDS * 10)) as server:
+        yield server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -41,7 +57,9 @@ async def rig(tmp_path_factory: pytest.TempPathFactory,
     preset = f"sh -c 'echo $NATTILLSYN_EVENT $NATTILLSYN_SESSION >> {root}/preset; sleep 30'"
     async with rtsp_agent(root / "agent", camera.url(USER, PASSWORD), enhance=False,
                           open_deadline_seconds=4, after_lookin_command=preset,
-                          after_lookin_timeout_seconds=1) as rig:
+                          after_lookin_timeout_seconds=1,
+                          keyframe_command=keyframe_command(camera, root / "camera.netrc"),
+                          keyframe_timeout_seconds=3) as rig:
         yield rig
 
 
@@ -83,15 +101,62 @@ async def wait_camera_free(camera: RtspServer, timeout: float) -> float:
     return time.monotonic()
 
 
-async def test_passthrough_lookin_plays_and_tears_down(rig: Rig, camera: RtspServer) -> None:
+async def fresh_gop(camera: RtspServer) -> float:
+    """Make the camera start a GOP now; the instant its own next keyframe is due."""
+    count = len(camera.keyframes)
+    camera.request_keyframe()
+    await asyncio.to_thread(camera.wait, lambda: len(camera.keyframes) > count, 2,
+                            "a keyframe")
+    return camera.keyframes[-1][0] + GOP_SECONDS
+
+
+async def test_keyframe_asked_for_only_as_a_lookin_opens_the_camera(
+        rig: Rig, camera: RtspServer, tmp_path: Path) -> None:
     assert camera.clients == [], "the agent connected to the camera outside a look-in"
+    assert camera.keyframe_requests == [], "asked for a keyframe at link"
+    # doctor without --camera, on this agent's config (its service address made
+    # unreachable, so the running agent's link is left alone): no connection, no request
+    config = await asyncio.to_thread(rig.agent.config_path.read_text)
+    assert rig.fake.url in config and "keyframe_command" in config
+    (tmp_path / "agent.toml").write_text(config.replace(rig.fake.url, "http://127.0.0.1:9"))
+    found = await doctor.run_checks(tmp_path / "agent.toml", camera=False)
+    assert any(f.key == "camera-skipped" for f in found)
+    assert camera.clients == [] and camera.keyframe_requests == []
+
+    own_next = await fresh_gop(camera)
+    before = time.monotonic()
+    ticket, viewer, mark = await start(rig)
+    try:
+        await viewer.first_frame(GOP_SECONDS)
+        took = viewer.frames[0] - before
+        assert took <= FIRST_FRAME_BOUND, f"first frame {took:.2f} s after the look-in"
+        assert viewer.frames[0] < own_next - GOP_SECONDS / 2, "the camera's own keyframe"
+        player, = camera.players()
+        assert any(forced and player.played_at < at < viewer.frames[0]
+                   for at, forced in camera.keyframes), "the viewer got the requested one"
+        await rig.fake.send(END, session=ticket.session)
+        msg, _ = await ended(rig, ticket, mark)
+        assert msg["reason"] == "ended"
+        await wait_camera_free(camera, RELEASE_BOUND)
+        # asked as the camera opened (a second time if the first frame of the connection
+        # was no keyframe), and not since
+        requests = list(camera.keyframe_requests)
+        assert 1 <= len(requests) <= 2, requests
+        assert before < requests[0] < viewer.frames[0] and requests[-1] < player.closed_at
+    finally:
+        await viewer.close()
+
+
+async def test_passthrough_lookin_plays_and_tears_down(rig: Rig, camera: RtspServer) -> None:
+    sessions = len(camera.players())
     ticket, viewer, mark = await start(rig)
     try:
         before = time.monotonic()
         await viewer.frames_after(0, 15)
         assert viewer.sizes == {(640, 480)}, "the camera's own picture, not rescaled"
         assert "H264/90000" in viewer.sdp and "VP8/90000" not in viewer.sdp
-        player, = camera.players()
+        assert len(camera.players()) == sessions + 1
+        player = camera.players()[-1]
         assert player.transport.startswith("RTP/AVP/TCP"), "TCP unless configured otherwise"
         beat = await rig.fake.wait_for(lambda r: r.type == "heartbeat"
                                        and r.msg["health"]["lookin_active"], 20, after=mark)
@@ -159,9 +224,20 @@ async def test_camera_drop_and_return_goes_on(rig: Rig, camera: RtspServer) -> N
 async def test_refused_credentials_end_at_once(rig: Rig, camera: RtspServer) -> None:
     camera.users = {USER: "changed-on-the-camera"}
     try:
-        ticket, viewer, mark = await start(rig)
+        ticket, token = rig.fake.ticket(seconds=30)
+        pc, offer = await viewer_offer()
+        viewer = Viewer(pc)
+        mark = len(rig.fake.received)
+        started = time.monotonic()
+        await rig.fake.lookin(token, ticket, offer)
+        reply = await rig.fake.reply_to(ticket.session, after=mark)
+        if reply.type == "answer":  # the camera said no after the answer went out
+            await pc.setRemoteDescription(RTCSessionDescription(reply.msg["sdp"], "answer"))
+        else:  # ... or before it was made: the look-in is refused with the same reason
+            assert reply.type == "refused", reply.msg
+            assert (reply.msg["reason"], reply.msg["detail"]) == ("technical-failure",
+                                                                  "camera-credentials")
         try:
-            started = time.monotonic()
             msg, at = await ended(rig, ticket, mark)
             assert (msg["reason"], msg["detail"]) == ("technical-failure",
                                                       "camera-credentials")
