@@ -11,11 +11,16 @@ const SERIES = [
 
 function draw() {
   const nights = data.nights;
+  // axes and grid in the page's palette (light or dark theme), read as drawn
+  const css = getComputedStyle(document.documentElement);
+  const fg = css.getPropertyValue('--fg').trim() || '#000';
+  const grid = { stroke: css.getPropertyValue('--line').trim() || '#ccc', width: 1 };
   const xs = nights.map((n) => Date.parse(`${n.night}T12:00:00Z`) / 1000);
   const options = {
     width: Math.max(280, box.clientWidth), height: 260,
     scales: { x: { time: true } },
-    axes: [{ values: (u, ticks) => ticks.map((s) => new Date(s * 1000).toISOString().slice(5, 10)) }, {}],
+    axes: [{ stroke: fg, grid, ticks: grid, values: (u, ticks) => ticks.map((s) => new Date(s * 1000).toISOString().slice(5, 10)) },
+      { stroke: fg, grid, ticks: grid }],
     // the nights' own name in the legend (uPlot's default is the English "Time")
     series: [{ label: t('manage.report.col.night') }, ...SERIES.map(([, cat, stroke]) => ({ label: t(`manage.report.cat.${cat}`), stroke, width: 2, points: { show: true } }))],
   };
@@ -26,4 +31,9 @@ function draw() {
 
 let plot = draw();
 box.dataset.drawn = 'true';
-window.addEventListener('resize', () => { plot.destroy(); plot = draw(); });
+const redraw = () => { plot.destroy(); plot = draw(); };
+window.addEventListener('resize', redraw);
+// the theme switch or the system's setting changes the palette without a reload
+window.matchMedia('(prefers-color-scheme: light)').addEventListener('change', redraw);
+const sheet = document.getElementById('theme-light');
+if (sheet) new MutationObserver(redraw).observe(sheet, { attributes: true, attributeFilter: ['media'] });
