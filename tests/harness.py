@@ -148,11 +148,13 @@ def make_service(root: Path, database_url: str | None = None, **settings: str) -
     return Service(root=root, port=port, env=env, world=world)
 
 
-def start_world(root: Path, database_url: str | None = None, **settings: str) -> Service:
-    """Service + three enrolled, running synthetic agents (as in `make demo`)."""
+def start_world(root: Path, database_url: str | None = None, *, agents: int = 3,
+                **settings: str) -> Service:
+    """Service + the first ``agents`` of its three cameras enrolled with running synthetic
+    agents (all three: as in `make demo`)."""
     svc = make_service(root, database_url, **settings)
     svc.start()
-    for cam in svc.world["cameras"]:
+    for cam in svc.world["cameras"][:agents]:
         svc.enrol(cam, source=f"synthetic:{cam['recipient_id']}")
         svc.start_agent(cam["camera_id"])
     return svc

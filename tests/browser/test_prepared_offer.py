@@ -11,39 +11,21 @@ import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser.conftest import FLAGS, login
-from tests.conftest import CHROMIUM, Service, make_service, need
-from tests.harness import eventually
+from tests.conftest import CHROMIUM, Service, need
+from tests.harness import eventually, start_world
 from tests.people import Person
-from tests.turn.browser import RECORD_PEERS
+from tests.turn.browser import PEERS, RECORD_PEERS
 from tests.viewer import see
-
-#: the page's peers: whether each has its offer made and gathered, and is still open
-PEERS = """() => window.nattPeers.map(({ pc }) => ({
-  sdp: pc.localDescription ? pc.localDescription.sdp : null,
-  gathered: pc.iceGatheringState === 'complete',
-  closed: pc.signalingState === 'closed',
-}))"""
-
-
-def two_cameras(root: Path, **settings: str) -> Service:
-    """The service with two of its cameras' agents running: two checks to start."""
-    svc = make_service(root, **settings)
-    svc.start()
-    for camera in svc.world["cameras"][:2]:
-        svc.enrol(camera, source=f"synthetic:{camera['recipient_id']}")
-        svc.start_agent(camera["camera_id"])
-    return svc
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = two_cameras(tmp_path_factory.mktemp("prepared") / "svc")
+    svc = start_world(tmp_path_factory.mktemp("prepared") / "svc", agents=2)
     try:
         yield svc
     finally:

@@ -41,3 +41,10 @@ async () => {
            bytesReceived: pair.bytesReceived };
 }
 """
+
+#: the page's peers: whether each has its offer made and gathered, and is still open
+PEERS = """() => window.nattPeers.map(({ pc }) => ({
+  sdp: pc.localDescription ? pc.localDescription.sdp : null,
+  gathered: pc.iceGatheringState === 'complete',
+  closed: pc.signalingState === 'closed',
+}))"""

@@ -3,7 +3,8 @@ the service mints per-look-in TURN credentials (``use-auth-secret``); Chromium w
 default WebRTC settings (local addresses hidden behind mDNS names, as on staff machines)
 gets them before its offer and is told ``iceTransportPolicy: 'relay'``; a real agent
 gets its own in the ``lookin`` message and is told to relay too. The video plays over a
-relay-to-relay candidate pair, and no page or camera ever holds the TURN secret."""
+relay-to-relay candidate pair, and no page or camera ever holds the TURN secret. An offer
+the rounds page makes ahead carries one check's credential and serves no other check."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import pytest
 
 from supervision import turn
 from tests.browser.conftest import login
-from tests.conftest import CHROMIUM, Service, make_service, need
+from tests.conftest import CHROMIUM, Service, need
+from tests.harness import start_world
 from tests.people import Person
-from tests.turn.browser import DEFAULT_WEBRTC_FLAGS, RECORD_PEERS, SELECTED_PAIR
+from tests.turn.browser import DEFAULT_WEBRTC_FLAGS, PEERS, RECORD_PEERS, SELECTED_PAIR
 from tests.turn.coturn import Coturn, allocate, have_coturn, start_coturn
 
 SECRET = "relay-test-secret-" + hashlib.sha256(b"nattillsyn").hexdigest()[:16]
@@ -29,18 +31,16 @@ SECRET = "relay-test-secret-" + hashlib.sha256(b"nattillsyn").hexdigest()[:16]
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Coturn]]:
-    """coturn, the service told to relay, one enrolled agent with no ICE settings of its own."""
+    """coturn, the service told to relay, two enrolled agents with no ICE settings of their
+    own."""
     need(have_coturn(), "coturn's turnserver not found (apt-get install coturn)")
     root = tmp_path_factory.mktemp("turn")
     coturn = start_coturn(root / "coturn", SECRET)
     svc: Service | None = None
     try:
-        svc = make_service(root / "svc", turn_urls=json.dumps([coturn.url]), turn_secret=SECRET,
-                           turn_credential_seconds="120", ice_transport_policy="relay")
-        svc.start()
-        camera = svc.world["cameras"][0]
-        svc.enrol(camera, source=f"synthetic:{camera['recipient_id']}")
-        svc.start_agent(camera["camera_id"])
+        svc = start_world(root / "svc", agents=2, turn_urls=json.dumps([coturn.url]),
+                          turn_secret=SECRET, turn_credential_seconds="120",
+                          ice_transport_policy="relay")
         yield svc, coturn
     finally:
         if svc is not None:
@@ -164,3 +164,55 @@ def test_ice_credentials_only_for_staff_who_may_look_in_now(world: tuple[Service
         assert code(Person(svc.url, other), open_check["id"]) == (403, "error.role")
     anonymous = natt.http.__class__(base_url=svc.url)
     assert anonymous.post(f"/api/checks/{open_check['id']}/ice").status_code == 401
+
+
+#: each of the page's peers: the TURN username it was made with, and its state
+TURN_PEERS = f"""() => {{
+  const states = ({PEERS})();
+  return window.nattPeers.map(({{ config }}, i) => ({{
+    ...states[i],
+    username: ((config.iceServers || []).find((s) => s.username) || {{}}).username || null,
+  }}));
+}}"""
+
+
+def test_an_offer_with_a_turn_credential_serves_only_its_own_check(
+        world: tuple[Service, Coturn], chromium: Any) -> None:
+    """With TURN, an offer made ahead carries one check's short-lived TURN credential: the
+    rounds page makes it only for the row under the pointer (or the focus), never at load,
+    and a look-in on another check never uses it (it gets its own, and the other is closed)."""
+    svc, _ = world
+    Person(svc.url, "natt").wait_open_checks(2)
+    context = chromium.new_context(locale="sv-SE")
+    try:
+        page = context.new_page()
+        page.add_init_script(RECORD_PEERS)
+        login(page, svc.url, "natt")  # waits until the network is idle
+        rows = page.locator("li.check.state-open:has(button.start)")
+        rows.nth(1).wait_for()
+        first, second = (rows.nth(i).get_attribute("data-check") for i in (0, 1))
+        assert page.evaluate(TURN_PEERS) == [], "no TURN credential is used up at load"
+
+        # the pointer on a row: an offer for that check, with that check's credential
+        rows.nth(0).hover()
+        page.wait_for_function(f"() => ({TURN_PEERS})().some((p) => p.gathered)",
+                               timeout=10_000)
+        [ahead] = page.evaluate(TURN_PEERS)
+        assert re.fullmatch(rf"\d+:check{first}-user\d+-[0-9a-f]{{8}}", ahead["username"])
+        assert set(re.findall(r" typ (\w+)", ahead["sdp"])) == {"relay"}
+
+        # Start on the other check: its own credential, and the first offer is closed
+        with page.expect_response(re.compile(r"/api/checks/\d+/lookin$")) as lookin:
+            rows.nth(1).locator("button.start").click()
+        page.wait_for_function("() => document.getElementById('lookin').dataset.ttff",
+                               timeout=15_000)
+        sent = json.loads(lookin.value.request.post_data or "{}")["offer"]
+        peers = page.evaluate(TURN_PEERS)
+        [used] = [p for p in peers if p["sdp"] == sent]
+        assert re.fullmatch(rf"\d+:check{second}-user\d+-[0-9a-f]{{8}}", used["username"])
+        assert int(used["username"].split(":")[0]) <= datetime.fromisoformat(
+            lookin.value.json()["expires_at"]).timestamp()
+        assert [p["closed"] for p in peers if p["username"] == ahead["username"]] == [True]
+        page.click("#lookin-close")
+    finally:
+        context.close()
