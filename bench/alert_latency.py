@@ -34,7 +34,7 @@ import websockets
 import schedules
 from bench.figures import print_latencies
 from supervision.db import make_engine, make_sessionmaker
-from supervision.demo import demo_plan
+from supervision.demo import demo_plan, record_consents
 from supervision.models import Plan, Recipient
 from tests.harness import Service, make_service
 from tests.people import Person
@@ -57,6 +57,7 @@ async def seed_recipients(database_url: str, n: int) -> None:
                 schedules.parse_plan(data)
                 db.add(Plan(recipient_id=recipient.id, version=1, data=data, created_at=now,
                             created_by="bench"))
+                await record_consents(db, [recipient], now, actor="bench")
     finally:
         await engine.dispose()
 

@@ -66,7 +66,7 @@ from camera_agent.protocol import (
 )
 from supervision.auth import hash_password
 from supervision.db import make_engine, make_sessionmaker, migrate
-from supervision.demo import demo_plan
+from supervision.demo import demo_plan, record_consents
 from supervision.leadership import LEADER_LOCK
 from supervision.models import Camera, Plan, Recipient, User
 from tests.harness import BIN, free_port, wait_http
@@ -160,9 +160,10 @@ async def add_plans(url: str, offset: int) -> None:
         data = demo_plan(now, [offset], schedules.DEFAULT_TZ)
         schedules.parse_plan(data)
         async with make_sessionmaker(engine)() as db, db.begin():
-            ids = (await db.execute(select(Recipient.id))).scalars().all()
-            db.add_all(Plan(recipient_id=rid, version=1, data=data, created_at=now,
-                            created_by="bench") for rid in ids)
+            people = (await db.execute(select(Recipient))).scalars().all()
+            db.add_all(Plan(recipient_id=r.id, version=1, data=data, created_at=now,
+                            created_by="bench") for r in people)
+            await record_consents(db, people, now, actor="bench")
     finally:
         await engine.dispose()
 

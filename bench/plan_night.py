@@ -5,7 +5,7 @@ cold (no checks yet, parse cache emptied), in one transaction including its comm
 --repeat runs (the machine may be shared; every run is printed), on SQLite (a fresh
 file) and on PostgreSQL (a schema of its own in the `test` database, dropped afterwards,
 so running tests are not disturbed). Each recipient has one plan version with 4 check
-times drawn from realistic sets, its own consent date, and some have a pause or a
+times drawn from realistic sets, its own consent on record, and some have a pause or a
 skip-night (their checks are stored as skipped). `now` is just after the night boundary,
 so every check of the night is still to come. A second, warm run must create nothing.
 
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 import schedules
 from supervision import planning
 from supervision.db import make_engine, make_sessionmaker, migrate
-from supervision.models import Check, Plan, Recipient
+from supervision.models import Check, ConsentRecord, Plan, Recipient
 from supervision.plans import forget_parsed
 
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -49,35 +49,45 @@ SLOTS = (  # four parts of a night, quarter hours; one time from each keeps wind
 )
 
 
-def plans(n: int, night: date, seed: int = 7) -> list[dict[str, Any]]:
+def plans(n: int, night: date, seed: int = 7) -> tuple[list[dict[str, Any]], list[date]]:
+    """The stored plans (no consent of their own) and each recipient's consent date."""
     rng = random.Random(seed)
-    out = []
+    out, given = [], []
     for i in range(n):
         data: dict[str, Any] = {
             "check_times": [{"at": rng.choice(slot)} for slot in SLOTS],
             "max_lookin_seconds": rng.choice((20, 30, 45)),
             "follow_up": {"interval_minutes": rng.choice((10, 15, 20)), "max_follow_ups": 1},
-            "consent": {"given_on": str(night - timedelta(days=rng.randrange(1, 900))),
-                        "valid_until": None},
         }
+        given.append(night - timedelta(days=rng.randrange(1, 900)))
         if i % 20 == 0:
             data["pauses"] = [{"start": str(night - timedelta(days=1)),
                                "end": str(night + timedelta(days=3)), "reason": "sjukhus"}]
         elif i % 20 == 1:
             data["skip_nights"] = [{"night": str(night), "reason": "hos anhöriga"}]
         out.append(schedules.plan_to_dict(schedules.parse_plan(data)))  # stored normalised
-    return out
+    return out, given
 
 
 async def seed(engine: AsyncEngine, n: int, night: date, now: datetime) -> None:
+    """Recipients, plans, and each one's written consent on record: the record, and the
+    consent it gives kept on the recipient row, as ``supervision.consent`` keeps it (in
+    bulk here; one by one through the service would take minutes)."""
     sessions = make_sessionmaker(engine)
+    stored, given = plans(n, night)
     async with sessions() as db, db.begin():
         await db.execute(insert(Recipient), [
             {"id": i, "name": f"Brukare {i}", "address": f"Gatan {i}", "access_info": "",
-             "unit": "bench"} for i in range(1, n + 1)])
+             "unit": "bench", "consent_recorded": True, "consent_from": given[i - 1],
+             "consent_until": None} for i in range(1, n + 1)])
+        await db.execute(insert(ConsentRecord), [
+            {"recipient_id": i, "party": "person", "name": f"Brukare {i}", "method": "written",
+             "witness": "", "document_ref": f"BENCH-{i}", "given_on": given[i - 1],
+             "valid_until": None, "recorded_at": now, "recorded_by": "bench"}
+            for i in range(1, n + 1)])
         await db.execute(insert(Plan), [
             {"recipient_id": i, "version": 1, "data": data, "created_at": now,
-             "created_by": "bench"} for i, data in enumerate(plans(n, night), start=1)])
+             "created_by": "bench"} for i, data in enumerate(stored, start=1)])
 
 
 async def clear_checks(engine: AsyncEngine) -> None:

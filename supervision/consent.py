@@ -5,11 +5,13 @@ and of everyone who lives with them. Each party's consent is a record (never del
 renewal is a new record, a withdrawal marks the record). A recipient's consent is
 complete when the newest record of the person or representative, and of each listed
 cohabitant, is not withdrawn; it covers the nights all of them cover (latest ``given_on``
-to earliest ``valid_until``). Once a recipient has a record, that consent, kept on the
-recipient row (``consent_recorded``, ``consent_from``, ``consent_until``) in the same
-transaction, replaces the plan's own ``consent`` field wherever a plan is applied
-(``plans.recorded_consents``): checks are planned as skipped ``no-consent``, the service
-refuses look-ins, and the plan signed for the camera says so.
+to earliest ``valid_until``). That consent, kept on the recipient row
+(``consent_recorded``, ``consent_from``, ``consent_until``) in the same transaction, is the
+only consent there is: it replaces the plan's own ``consent`` field wherever a plan is
+applied (``plans.recorded_consents``), and a recipient without a record has none, whatever
+their plan says (plans saved now carry no consent; the editor shows the records instead).
+For nights without it, checks are planned as skipped ``no-consent``, the service refuses
+look-ins, and the plan signed for the camera carries consent null.
 
 A change re-plans the recipient's coming checks in its transaction, then pushes the plan to
 their cameras. A withdrawal also ends the checks already open (skipped, no alert) and
@@ -154,14 +156,36 @@ async def view(db: AsyncSession, rid: int) -> ConsentView:
         expiring=consent is not None and _expiring(consent.valid_until, today))
 
 
-async def _apply(db: AsyncSession, recipient: Recipient, now: datetime) -> schedules.Consent | None:
-    """Keep the records' consent on the recipient and re-plan their coming checks."""
+async def _keep(db: AsyncSession, recipient: Recipient) -> schedules.Consent | None:
+    """Keep the records' consent on the recipient (what ``plans.recorded_consents`` reads)."""
     consent, _, _ = combine(await _records(db, recipient.id), list(recipient.cohabitants or []))
     recipient.consent_recorded = True
     recipient.consent_from = consent.given_on if consent else None
     recipient.consent_until = consent.valid_until if consent else None
     await db.flush()
+    return consent
+
+
+async def _apply(db: AsyncSession, recipient: Recipient, now: datetime) -> schedules.Consent | None:
+    """Keep the records' consent on the recipient and re-plan their coming checks."""
+    consent = await _keep(db, recipient)
     await planning.materialise(db, now, recipient_ids=[recipient.id], replace=True)
+    return consent
+
+
+async def record_unplanned(db: AsyncSession, recipient: Recipient, body: ConsentIn, actor: str,
+                           now: datetime) -> schedules.Consent | None:
+    """Record a consent, audited as ``record`` does, in the caller's transaction and without
+    re-planning or telling cameras: for a world being built (the demo seed), where the
+    planning job plans every recipient when the service starts."""
+    row = ConsentRecord(recipient_id=recipient.id, recorded_at=now, recorded_by=actor,
+                        **body.model_dump())
+    db.add(row)
+    await db.flush()
+    consent = await _keep(db, recipient)
+    await audit.append(db, actor, "consent.recorded", f"recipient:{recipient.id}", {
+        "recipient": recipient.id, "record": row.id, **body.model_dump(mode="json"),
+        "complete": consent is not None})
     return consent
 
 
@@ -191,14 +215,8 @@ async def record(rt: Runtime, rid: int, body: ConsentIn, actor: str) -> ConsentV
     now = datetime.now(UTC)
     async with rt.write() as db:
         recipient = await _live(db, rid)
-        row = ConsentRecord(recipient_id=rid, recorded_at=now, recorded_by=actor,
-                            **body.model_dump())
-        db.add(row)
-        await db.flush()
-        consent = await _apply(db, recipient, now)
-        await audit.append(db, actor, "consent.recorded", f"recipient:{rid}", {
-            "recipient": rid, "record": row.id, **body.model_dump(mode="json"),
-            "complete": consent is not None})
+        await record_unplanned(db, recipient, body, actor, now)
+        await planning.materialise(db, now, recipient_ids=[rid], replace=True)
     await _reach_cameras(rt, rid, stop_lookins=False)
     async with rt.read() as db:
         return await view(db, rid)

@@ -1,4 +1,5 @@
-"""Demo data: people, three recipients whose checks fall due within minutes, cameras.
+"""Demo data: people, three recipients whose checks fall due within minutes, each with a
+written consent on record, and cameras.
 
 Used by `make demo` and by the tests, so the demo is exactly what the tests exercise.
 """
@@ -6,6 +7,7 @@ Used by `make demo` and by the tests, so the demo is exactly what the tests exer
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,9 +15,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import schedules
-from supervision import audit
+from supervision import audit, consent
 from supervision.auth import hash_password
 from supervision.cameras import code_hash
+from supervision.consent import ConsentIn
 from supervision.models import Camera, Plan, Recipient, User
 
 USERS = [  # username, password, role, display name, shift lead
@@ -33,7 +36,8 @@ RECIPIENTS = [
 
 
 def demo_plan(now: datetime, offsets_minutes: list[int], tz: str) -> dict[str, Any]:
-    """A valid plan with checks at now + each offset (local wall-clock, whole minutes)."""
+    """A valid plan with checks at now + each offset (local wall-clock, whole minutes); no
+    consent, which is on record (``seed``, ``demo_consent``)."""
     local = now.astimezone(ZoneInfo(tz))
     boundary = (local - timedelta(hours=6)).replace(minute=0, second=0, microsecond=0)
     times = sorted({(local + timedelta(minutes=m)).strftime("%H:%M") for m in offsets_minutes})
@@ -44,10 +48,24 @@ def demo_plan(now: datetime, offsets_minutes: list[int], tz: str) -> dict[str, A
         "window_after_minutes": 15,
         "max_lookin_seconds": 30,
         "follow_up": {"interval_minutes": 15, "max_follow_ups": 1},
-        "consent": {"given_on": (local.date() - timedelta(days=30)).isoformat(),
-                    "valid_until": None},
         "night_boundary": boundary.strftime("%H:%M"),
     }
+
+
+def demo_consent(now: datetime, name: str, rid: int, tz: str) -> ConsentIn:
+    """The person's written consent, given 30 days ago, open-ended, on document DEMO-<id>."""
+    given = now.astimezone(ZoneInfo(tz)).date() - timedelta(days=30)
+    return ConsentIn(party="person", name=name, method="written", witness="",
+                     document_ref=f"DEMO-{rid}", given_on=given)
+
+
+async def record_consents(db: AsyncSession, people: Iterable[Recipient], now: datetime,
+                          tz: str = schedules.DEFAULT_TZ, actor: str = "demo") -> None:
+    """Each recipient's written consent (``demo_consent``) on record, as a manager records
+    it: the demo, and the test and bench worlds built from demo plans, have look-ins."""
+    for recipient in people:
+        await consent.record_unplanned(
+            db, recipient, demo_consent(now, recipient.name, recipient.id, tz), actor, now)
 
 
 async def seed(db: AsyncSession, now: datetime | None = None, *, tz: str = schedules.DEFAULT_TZ,
@@ -66,6 +84,7 @@ async def seed(db: AsyncSession, now: datetime | None = None, *, tz: str = sched
         schedules.parse_plan(data)  # the demo must be a valid plan
         db.add(Plan(recipient_id=recipient.id, version=1, data=data, created_at=now,
                     created_by="demo"))
+        await record_consents(db, [recipient], now, tz)
         code = "-".join(secrets.token_hex(2).upper() for _ in range(3))
         camera = Camera(id=f"cam-{recipient.id:04d}", recipient_id=recipient.id,
                         enrol_code_hash=code_hash(code), enrol_expires_at=now + timedelta(hours=24))

@@ -1,7 +1,8 @@
 """Saving a care plan as a new version, and the history of versions.
 
-A plan is saved whole, as a new immutable version (the JSON form of ``schedules``; pauses,
-skip-nights and consent are part of it), so the history is simply the list of versions.
+A plan is saved whole, as a new immutable version (the JSON form of ``schedules``; pauses
+and skip-nights are part of it, consent is not: it is on record), so the history is simply
+the list of versions.
 Saving validates with ``schedules.parse_plan`` and refuses with every problem tied to its
 field; otherwise the version, its audit entry and the re-planned checks commit together,
 and then the newly signed plan goes to the recipient's camera.
@@ -78,8 +79,14 @@ class HistoryEntry(BaseModel):
 
 
 def validate(data: object, now: datetime) -> schedules.Plan:
-    """``schedules.parse_plan`` plus the service's one rule of its own: no version may
-    rewrite nights that have begun. Raises ``BadInput`` listing every problem."""
+    """``schedules.parse_plan`` plus the service's rules of its own: no version may
+    rewrite nights that have begun, and its ``consent`` is null. Raises ``BadInput``
+    listing every problem.
+
+    Consent comes only from consent records (``supervision.consent``), so a plan that
+    carries consent dates is refused (422, code ``consent.on_record``) rather than
+    accepted and ignored: a client that believes it enabled look-ins must hear that it
+    did not. Stored versions from before keep their dates, which nothing reads."""
     plan: schedules.Plan | None = None
     errors: list[schedules.FieldError] = []
     try:
@@ -98,6 +105,10 @@ def validate(data: object, now: datetime) -> schedules.Plan:
                 "effective_from", f"must not be before tonight ({first.isoformat()}), "
                 f"got {effective.isoformat()}", "effective_from.past",
                 {"tonight": first.isoformat(), "value": effective.isoformat()}))
+    if isinstance(data, dict) and data.get("consent") is not None:
+        errors.append(schedules.FieldError(
+            "consent", "must be null: consent is recorded on the recipient "
+            "(POST /api/recipients/{rid}/consent), never in the plan", "consent.on_record"))
     if errors or plan is None:
         raise rejected(errors)
     return plan

@@ -90,9 +90,11 @@ def windows_of(plan: schedules.Plan, night: date,
 def _desired(versions: dict[int, list[Version]], plans: dict[int, schedules.Plan],
              now: datetime, nights: int,
              memo: dict[_Shape, list[schedules.Window]] | None = None,
-             consents: dict[int, schedules.Consent | None] | None = None) -> dict[str, Row]:
+             consents: dict[int, schedules.Consent] | None = None) -> dict[str, Row]:
     """Pure: slot -> row for every window still to come. Runs in a thread when large.
-    ``consents``: the consent on record per recipient, replacing their plans' own."""
+    ``consents``: the consent on record per recipient (``plans.recorded_consents``); it
+    replaces their plans' own, and a recipient without one has none."""
+    consents = consents or {}
     out: dict[str, Row] = {}
     memo = {} if memo is None else memo
     tonights: dict[tuple[str, dt_time], date] = {}
@@ -111,8 +113,7 @@ def _desired(versions: dict[int, list[Version]], plans: dict[int, schedules.Plan
             plan = plans.get(chosen.id) if chosen else None
             if plan is None:
                 continue
-            if consents and rid in consents:
-                plan = with_consent(plan, consents[rid])
+            plan = with_consent(plan, consents.get(rid))
             prefix = f"{rid}:{night.isoformat()}:"
             for w in windows_of(plan, night, memo):
                 if w.closes <= now:

@@ -15,7 +15,6 @@ row can never widen what a camera allows.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -42,6 +41,7 @@ __all__ = [
     "lock",
     "newest_plan",
     "parse_stored",
+    "recorded_consent",
     "recorded_consents",
     "tonight",
     "versions_of",
@@ -163,9 +163,8 @@ async def current_plan(db: AsyncSession, recipient_id: int,
     for row in rows:
         plan = parse_stored(row.data)
         if plan.effective_from is None or plan.effective_from <= tonight(plan, at):
-            if recipient_id in recorded:  # what the agent is sent and the service allows
-                plan = with_consent(plan, recorded[recipient_id])
-            return row, plan
+            # what the agent is sent and the service allows: the consent on record only
+            return row, with_consent(plan, recorded.get(recipient_id))
     return None
 
 
@@ -177,23 +176,33 @@ async def newest_plan(db: AsyncSession, recipient_id: int) -> tuple[Plan, schedu
 
 
 async def recorded_consents(db: AsyncSession, recipient_ids: Iterable[int] | None = None
-                            ) -> dict[int, schedules.Consent | None]:
-    """For recipients whose consent is on record (``supervision.consent``), the consent
-    the records give (None: incomplete, withdrawn or lapsed): it replaces the plan's own
-    ``consent`` field wherever a plan is applied or sent. Others keep the plan's field."""
+                            ) -> dict[int, schedules.Consent]:
+    """The consent on record (``supervision.consent``) of each recipient whose records
+    give a complete one. It replaces the plan's own ``consent`` field wherever a plan is
+    applied or sent; a recipient not in the answer has no consent (no record, or one
+    incomplete, withdrawn or lapsed), whatever their plan says: the plan's field is never
+    a source of consent (``with_consent(plan, recorded.get(rid))``)."""
     query = select(Recipient.id, Recipient.consent_from, Recipient.consent_until).where(
-        Recipient.consent_recorded.is_(True))
-    out: dict[int, schedules.Consent | None] = {}
+        Recipient.consent_recorded.is_(True), Recipient.consent_from.is_not(None))
+    out: dict[int, schedules.Consent] = {}
     for ids in in_chunks(recipient_ids):
         q = query if ids is None else query.where(Recipient.id.in_(ids))
         for rid, given, until in (await db.execute(q)).all():
-            out[rid] = None if given is None else schedules.Consent(given, until)
+            if given is not None:  # the query's own condition
+                out[rid] = schedules.Consent(given, until)
     return out
 
 
+def recorded_consent(recipient: Recipient) -> schedules.Consent | None:
+    """The consent ``recorded_consents`` gives for one recipient row already loaded."""
+    if not recipient.consent_recorded or recipient.consent_from is None:
+        return None
+    return schedules.Consent(recipient.consent_from, recipient.consent_until)
+
+
 def with_consent(plan: schedules.Plan, consent: schedules.Consent | None) -> schedules.Plan:
-    """The plan with the consent the records give."""
-    return plan if plan.consent == consent else dataclasses.replace(plan, consent=consent)
+    """The plan with the consent the records give (None: none on record)."""
+    return plan.with_consent(consent)
 
 
 async def archived(db: AsyncSession) -> set[int]:

@@ -1,8 +1,9 @@
 """The coming nights of a recipient as they will be under the saved plan versions, or as
 they would be under an unsaved draft: windows in local time and UTC, skipped nights with
 their reason, and nights whose clocks change. The DST facts come from ``schedules``.
-Consent on record replaces each plan's own ``consent`` field here too, as it does for the
-planner and the camera, so the nights it leaves uncovered show as skipped ``no-consent``."""
+Consent on record is the only consent here too, as for the planner and the camera (it
+replaces each plan's own ``consent`` field), so the nights it leaves uncovered, and every
+night of a recipient without a record, show as skipped ``no-consent``."""
 
 from __future__ import annotations
 
@@ -142,9 +143,8 @@ async def preview(db: AsyncSession, rid: int, nights: int, start: date | None,
         versions = [plans.Version(DRAFT_ID, rid, newest_no + 1, draft.effective_from),
                     *versions]
         loaded[DRAFT_ID] = draft
-    recorded = await plans.recorded_consents(db, [rid])
-    if rid in recorded:
-        loaded = {vid: plans.with_consent(plan, recorded[rid]) for vid, plan in loaded.items()}
+    on_record = (await plans.recorded_consents(db, [rid])).get(rid)
+    loaded = {vid: plans.with_consent(plan, on_record) for vid, plan in loaded.items()}
     newest = loaded.get(versions[0].id) if versions else None
     tz = newest.timezone if newest else schedules.DEFAULT_TZ
     boundary = newest.night_boundary if newest else time(12, 0)

@@ -34,8 +34,13 @@ class ConsentStatus(BaseModel):
     state: Literal["valid", "none", "expired", "not-yet"]
     given_on: date | None = None
     valid_until: date | None = None
-    on_record: bool = Field(default=False, description="decided by consent records, not the plan")
+    on_record: bool = Field(default=False, description=(
+        "the recipient has consent records (or listed cohabitants); false: no consent on "
+        "record, so no consent at all"))
     expiring: bool = Field(default=False, description="valid, and runs out within 30 days")
+    plan_consent_only: bool = Field(default=False, description=(
+        "no consent on record, but the plan in force still carries consent dates (from "
+        "before consent was recorded): they give no look-ins until a consent is recorded"))
 
 
 #: consent running out within this many days is flagged to managers
@@ -70,7 +75,9 @@ class RecipientDetail(RecipientSummary):
     access_info: str
     contacts: list[Contact]
     care_notes: str
-    plan: PlanJson | None = Field(description="the newest version: what the editor edits")
+    plan: PlanJson | None = Field(description=(
+        "the newest version: what the editor edits; its consent is always null, since "
+        "consent is kept on record (an older version's own consent dates are left out)"))
     in_force_version: int | None = Field(description="the version in force tonight")
     plan_created_at: datetime | None
     plan_created_by: str | None
@@ -86,11 +93,13 @@ class RecipientCreate(BaseModel):
     unit: str = Field("", max_length=64, pattern=_PLAIN)
 
 
-def consent_status(plan: schedules.Plan | None, night: date,
-                   on_record: bool = False) -> ConsentStatus:
-    consent = plan.consent if plan else None
+def consent_status(consent: schedules.Consent | None, night: date, on_record: bool,
+                   plan_consent: bool = False) -> ConsentStatus:
+    """Tonight's consent: only what the records give (``plans.recorded_consent``);
+    ``plan_consent``: the plan in force carries consent dates of its own."""
     if consent is None:
-        return ConsentStatus(state="none", on_record=on_record)
+        return ConsentStatus(state="none", on_record=on_record,
+                             plan_consent_only=plan_consent and not on_record)
     if night < consent.given_on:
         state: Literal["valid", "expired", "not-yet"] = "not-yet"
     elif consent.valid_until is not None and night > consent.valid_until:
@@ -109,7 +118,6 @@ async def summaries(rt: Runtime, db: AsyncSession) -> list[RecipientSummary]:
     versions = await plans.versions_of(db)
     loaded = await plans.load_plans(db, [vs[0].id for vs in versions.values()], bulk=True)
     cams = await cameras.statuses(rt, db)
-    recorded = await plans.recorded_consents(db)
     out = []
     listed = select(Recipient).where(Recipient.archived_at.is_(None)).order_by(Recipient.name)
     for r in (await db.execute(listed)).scalars():
@@ -120,13 +128,12 @@ async def summaries(rt: Runtime, db: AsyncSession) -> list[RecipientSummary]:
         active = loaded.get(chosen.id) if chosen else None
         if chosen is not None and active is None:
             active = (await plans.load_plans(db, [chosen.id], bulk=True)).get(chosen.id)
-        if active is not None and r.id in recorded:
-            active = plans.with_consent(active, recorded[r.id])
         out.append(RecipientSummary(
             id=r.id, name=r.name, address=r.address, unit=r.unit, camera=cams.get(r.id),
             plan_version=vs[0].version if vs else None,
             check_times=[c.at.strftime("%H:%M") for c in newest.check_times] if newest else [],
-            consent=consent_status(active, night, r.id in recorded)))
+            consent=consent_status(plans.recorded_consent(r), night, r.consent_recorded,
+                                   active is not None and active.consent is not None)))
     return out
 
 
@@ -147,9 +154,10 @@ async def detail(rt: Runtime, db: AsyncSession, rid: int) -> RecipientDetail:
         care_notes=recipient.care_notes or "", archived_at=recipient.archived_at,
         plan_version=newest[0].version if newest else None,
         check_times=[c.at.strftime("%H:%M") for c in plan.check_times] if plan else [],
-        consent=consent_status(current[1] if current else None, night,
-                               recipient.consent_recorded),
-        plan=schedules.plan_to_dict(plan) if plan else None,
+        consent=consent_status(plans.recorded_consent(recipient), night,
+                               recipient.consent_recorded,
+                               current is not None and current[0].data.get("consent") is not None),
+        plan=schedules.plan_to_dict(plan.with_consent(None)) if plan else None,
         in_force_version=current[0].version if current else None,
         plan_created_at=newest[0].created_at if newest else None,
         plan_created_by=newest[0].created_by if newest else None,

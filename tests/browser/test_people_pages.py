@@ -1,8 +1,10 @@
 """The people and recipient pages in Chromium, as the roles that use them: an admin adds a
 person and gets a one-time link, the new person sets a password through it and signs in; a
-manager edits a recipient and records consent, after which the plan's own consent inputs
-are read-only; everyone changes their own password on the account page (reached from the
-header). One service and one browser for the module."""
+manager sees a recipient without consent on record as such on the list and in the plan
+editor (which has no consent inputs, only the records' state and a link to them), edits the
+recipient and records consent, which the editor then shows; everyone changes their own
+password on the account page (reached from the header). One service and one
+browser for the module."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from supervision.i18n import Translator
 from tests.browser.conftest import FLAGS, login
 from tests.conftest import CHROMIUM, need
 from tests.harness import Service, make_service
@@ -97,15 +100,29 @@ def test_admin_adds_a_person_who_sets_a_password_by_the_link(service: Service,
 
 
 def test_manager_edits_a_recipient_and_records_consent(service: Service, chromium: Any) -> None:
+    chef = Person(service.url, "chef")
+    made = chef.post("/api/recipients", {"name": "Gun Gran", "address": "Tallvägen 3",
+                                         "access_info": "Kod 3"})
+    assert made.status_code == 201, made.text
+    rid = made.json()["id"]
+    saved = chef.http.put(f"/api/recipients/{rid}/plan", json={"check_times": [{"at": "22:00"}]},
+                          headers={"X-CSRF-Token": chef.csrf})
+    assert saved.status_code == 200, saved.text
+    sv = Translator("sv")
     errors: list[str] = []
     page = page_of(chromium, errors)
     try:
         login(page, service.url, "chef")
-        page.goto(service.url + "/manage/recipients/2")
-        given = page.locator("#plan-consent #consent-given")
-        given.wait_for(state="attached")
-        assert given.is_enabled(), "no record yet: the plan's consent applies"
-        assert page.locator("#plan-consent-on-record").is_hidden()
+        page.goto(service.url + "/manage")
+        pill = page.locator(f"tr[data-recipient='{rid}'] [data-consent=not-recorded]")
+        assert pill.inner_text() == sv("manage.consent.not_recorded"), "the list says why"
+        page.goto(service.url + f"/manage/recipients/{rid}")
+        # the editor has no consent of its own: it shows the records' and links to them
+        state = page.locator("#plan-consent-state")
+        page.wait_for_function("(text) => document.getElementById('plan-consent-state')"
+                               ".textContent === text", arg=sv("manage.consent.not_on_record"))
+        assert page.locator("#plan-consent input").count() == 0
+        assert page.locator("#plan-consent a[href='#consent-records']").is_visible()
         page.click("#details summary")
         page.fill("#recipient-form input[name=unit]", "Söder")
         page.fill("#recipient-form textarea[name=care_notes]", "Sover med lampa tänd")
@@ -120,25 +137,27 @@ def test_manager_edits_a_recipient_and_records_consent(service: Service, chromiu
         assert "error" not in (page.get_attribute("#details-status", "class") or ""), \
             page.inner_text("#details-status")
 
+        page.click("#plan-consent a[href='#consent-records']")
         page.click("#consent-records details summary")
         page.select_option("#consent-form select[name=party]", "person")
-        page.fill("#consent-form input[name=name]", "Bertil Ek")
+        page.fill("#consent-form input[name=name]", "Gun Gran")
         page.select_option("#consent-form select[name=method]", "written")
         page.fill("#consent-form input[name=document_ref]", "DNR 2026/7")
         page.fill("#consent-form input[name=given_on]", "2026-01-02")
         page.click("#consent-form button[type=submit]")
         page.locator("#consent-list li[data-record]").wait_for()
         assert "DNR 2026/7" in page.inner_text("#consent-list")
-        # the records decide now: the plan's consent inputs are read-only, with the note
-        page.wait_for_function("() => document.getElementById('plan-consent').disabled")
-        assert given.is_disabled() and page.locator("#plan-consent-on-record").is_visible()
+        complete = sv("manage.consent.complete", **{"from": "2026-01-02", "until": "…"})
+        page.wait_for_function("(text) => document.getElementById('plan-consent-state')"
+                               ".textContent === text", arg=complete)
         page.reload()
-        assert given.is_disabled(), "and so after a reload"
+        page.wait_for_function("(text) => document.getElementById('plan-consent-state')"
+                               ".textContent === text", arg=complete)
+        assert "error" not in (state.get_attribute("class") or ""), "and so after a reload"
     finally:
         page.context.close()
     assert not errors, errors
-    chef = Person(service.url, "chef")
-    detail = chef.get("/api/recipients/2").json()
+    detail = chef.get(f"/api/recipients/{rid}").json()
     assert detail["unit"] == "Söder" and detail["care_notes"] == "Sover med lampa tänd"
     assert detail["contacts"] == [{"name": "Eva Ek", "relation": "dotter",
                                    "phone": "070-123 45 67"}]

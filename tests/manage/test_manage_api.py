@@ -209,10 +209,12 @@ def test_preview_makes_dst_nights_and_skipped_nights_visible(chef: Person) -> No
     assert [n["version"] for n in empty] == [None, None] and not empty[0]["windows"]
 
     plan = {"check_times": [{"at": "22:00"}, {"at": "02:30"}],
-            "consent": {"given_on": "2026-01-01", "valid_until": "2027-10-31"},
             "skip_nights": [{"night": "2027-03-28", "reason": "hos dottern"}],
             "pauses": [{"start": "2027-10-25", "end": "2027-10-26", "reason": "sjukhus"}]}
     assert put_plan(chef, rid, plan).status_code == 200
+    assert chef.post(f"/api/recipients/{rid}/consent", {
+        "party": "person", "name": "Doris Dahl", "method": "written", "document_ref": "D-1",
+        "given_on": "2026-01-01", "valid_until": "2027-10-31"}).status_code == 201
     spring = chef.get(f"/api/recipients/{rid}/preview?start=2027-03-27&nights=2").json()
     assert spring["next_dst_night"] == "2027-03-27"
     short, skipped = spring["nights"]

@@ -19,6 +19,7 @@ from supervision import check_rows, planning, plans
 from supervision.cameras import push_switched
 from supervision.checks import State
 from supervision.config import Settings
+from supervision.consent import ConsentIn, record_unplanned
 from supervision.db import Database, make_engine, make_sessionmaker, migrate
 from supervision.models import Camera, Check, Plan, Recipient
 from supervision.runtime import Runtime
@@ -29,9 +30,18 @@ NOW = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
 TONIGHT = date(2026, 11, 23)
 
 
+CONSENT = {"given_on": "2026-01-01", "valid_until": None}
+
+
 def plan(*times: str, **extra: Any) -> dict[str, Any]:
-    return {"check_times": [{"at": at} for at in times],
-            "consent": {"given_on": "2026-01-01", "valid_until": None}, **extra}
+    """A plan as the service stores it: no consent of its own (it is on record)."""
+    return {"check_times": [{"at": at} for at in times], **extra}
+
+
+def consent(given_on: str, valid_until: str | None = None) -> ConsentIn:
+    return ConsentIn(party="person", name="R", method="written", witness="",
+                     document_ref="DNR 1", given_on=date.fromisoformat(given_on),
+                     valid_until=None if valid_until is None else date.fromisoformat(valid_until))
 
 
 @pytest.fixture
@@ -40,8 +50,11 @@ async def rt(database_url: str, tmp_path: Path) -> AsyncIterator[Runtime]:
     await migrate(engine)
     runtime = Runtime.create(Settings(database_url=database_url, data_dir=tmp_path),
                              Database(engine, make_sessionmaker(engine)))
-    async with runtime.write() as db:
-        db.add(Recipient(id=1, name="R", address="A", access_info="", unit=""))
+    async with runtime.write() as db:  # with the person's consent on record
+        recipient = Recipient(id=1, name="R", address="A", access_info="", unit="")
+        db.add(recipient)
+        await db.flush()
+        await record_unplanned(db, recipient, consent("2026-01-01"), "t", NOW)
     try:
         yield runtime
     finally:
@@ -117,8 +130,10 @@ async def test_skip_nights_and_consent_make_skipped_checks_that_come_back(rt: Ru
     back = (await checks(rt))["1:2026-11-23:22:00"]
     assert (back.id, back.state, back.reason, back.ended_at) == (tonight.id, State.PLANNED,
                                                                   None, None)
-    async with rt.write() as db:
-        await save(db, {"check_times": [{"at": "22:00"}], "consent": None}, 3)
+    async with rt.write() as db:  # renewed, but only until before tonight
+        recipient = await db.get(Recipient, 1)
+        assert recipient is not None
+        await record_unplanned(db, recipient, consent("2026-01-01", "2026-11-22"), "t", NOW)
         await planning.materialise(db, NOW, recipient_ids=[1], replace=True)
     assert {c.reason for c in (await checks(rt)).values()} == {"no-consent"}
 
@@ -202,12 +217,15 @@ def test_shared_expansion_equals_expand() -> None:
     """Plans of one shape share their windows; each keeps its own skip reason."""
     shapes = [["22:00", "01:00"], ["22:00", "01:00"], ["02:30"], ["22:00", "01:00"]]
     extras: list[dict[str, Any]] = [
-        {}, {"skip_nights": [{"night": "2027-03-27", "reason": "borta"}]},
-        {"pauses": [{"start": "2027-03-26", "end": "2027-03-28", "reason": "sjukhus"}]},
-        {"consent": None}]
+        {"consent": CONSENT},
+        {"consent": CONSENT, "skip_nights": [{"night": "2027-03-27", "reason": "borta"}]},
+        {"consent": CONSENT,
+         "pauses": [{"start": "2027-03-26", "end": "2027-03-28", "reason": "sjukhus"}]},
+        {}]
     plans = [schedules.parse_plan(plan(*times, **extra))
              for times in shapes for extra in extras]
-    plans.append(schedules.parse_plan(plan("23:00", effective_from="2027-03-28")))
+    plans.append(schedules.parse_plan(plan("23:00", effective_from="2027-03-28",
+                                           consent=CONSENT)))
     memo: dict[Any, Any] = {}
     for night in (date(2027, 3, 26), date(2027, 3, 27), date(2027, 3, 28)):  # DST night
         for p in plans:

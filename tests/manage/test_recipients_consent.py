@@ -1,10 +1,12 @@
 """Managers edit recipients (audited, access information without values), archive them
 (checks ended, camera revoked, off every working list, history kept), and keep consent on
-record: incomplete or withdrawn consent means checks skipped ``no-consent`` and a plan for
-the camera without consent. In process, on SQLite and PostgreSQL."""
+record: no record, or incomplete or withdrawn consent, means checks skipped ``no-consent``,
+refused look-ins and a plan for the camera without consent, whatever the plan itself says.
+In process, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,8 @@ from sqlalchemy import select
 
 import schedules
 from supervision import planning, plans
-from supervision.models import AuditEvent, Camera, Check
+from supervision.demo import demo_plan
+from supervision.models import AuditEvent, Camera, Check, Plan
 from tests.manage.inproc import InProcess, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -68,11 +71,13 @@ async def test_edit_is_audited_without_access_values(svc: InProcess) -> None:
 async def test_consent_on_record_decides_checks_and_the_plan(svc: InProcess) -> None:
     chef = await svc.login("chef")
     rid = 2
-    assert (await chef.get(f"/api/recipients/{rid}/consent")).json()["complete"] is False
+    seeded = (await chef.get(f"/api/recipients/{rid}/consent")).json()
+    assert seeded["complete"] is True, "the demo records the person's written consent"
+    assert [r["document_ref"] for r in seeded["records"]] == [f"DEMO-{rid}"]
     today = schedules.night_of(datetime.now(UTC))
     # a cohabitant listed: consent on record and incomplete, so nothing may be looked at
     listed = await chef.send("PUT", f"/api/recipients/{rid}/cohabitants", {"names": ["Olle Ek"]})
-    assert listed.status_code == 200 and listed.json()["missing"] == ["person", "Olle Ek"]
+    assert listed.status_code == 200 and listed.json()["missing"] == ["Olle Ek"]
     coming = [c for c in await checks_of(svc, rid) if c.opens_at > datetime.now(UTC)]
     assert coming and all(c.state == "skipped" and c.reason == "no-consent" for c in coming)
     async with svc.rt.read() as db:
@@ -130,6 +135,79 @@ async def test_consent_on_record_decides_checks_and_the_plan(svc: InProcess) -> 
         found = await plans.current_plan(db, rid)
     assert found is not None and found[1].consent is None
     assert not schedules.authorise(found[1], now, 0).allowed
+
+
+async def test_a_plans_own_consent_gives_no_lookins_until_one_is_recorded(
+        svc: InProcess) -> None:
+    """An installation upgrading: a plan version stored with consent dates of its own, and
+    a check the version before opened under them, but no consent record. Nothing may be
+    looked at, the camera's plan carries no consent, and the list says why; recording the
+    consent gives the look-ins back. A plan carrying consent is refused (422)."""
+    chef, staff = await svc.login("chef"), await svc.login("natt")
+    made = await chef.send("POST", "/api/recipients", {
+        "name": "Ulla Uppgradering", "address": "Gamla vägen 1", "access_info": "Kod 5"})
+    assert made.status_code == 201, made.text
+    rid = made.json()["id"]
+    now = datetime.now(UTC)
+    data = demo_plan(now, [2, 122], schedules.DEFAULT_TZ)
+    given = (schedules.night_of(now) - timedelta(days=10)).isoformat()
+    old = schedules.parse_plan(data | {"consent": {"given_on": given, "valid_until": None}})
+    night = plans.tonight(old, now)
+    first = schedules.expand(old, night)[0]
+    assert first.opens <= now < first.closes
+    async with svc.rt.write() as db:
+        db.add(Plan(recipient_id=rid, version=1, data=schedules.plan_to_dict(old),
+                    created_at=now - timedelta(days=10), created_by="before"))
+        db.add(Check(slot=f"{rid}:{night.isoformat()}:{first.local_time.strftime('%H:%M')}",
+                     recipient_id=rid, night=night, due_at=first.due, opens_at=first.opens,
+                     closes_at=first.closes, state="open", max_lookin_seconds=30))
+        await db.flush()
+        await planning.materialise(db, now, recipient_ids=[rid], replace=True)
+    opened, *coming = await checks_of(svc, rid)
+    assert opened.state == "open" and coming
+    assert all(c.state == "skipped" and c.reason == "no-consent" for c in coming)
+    refused = await staff.send("POST", f"/api/checks/{opened.id}/ice")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"]["reason"] == "no-consent"
+    async with svc.rt.read() as db:
+        found = await plans.current_plan(db, rid)
+    assert found is not None and found[1].consent is None
+    signed, _ = svc.rt.key.sign_plan("cam-upgrade", found[1])
+    assert json.loads(signed)["consent"] is None, "the camera's signed plan has no consent"
+    row = next(r for r in (await chef.get("/api/recipients")).json() if r["id"] == rid)
+    assert row["consent"] == {"state": "none", "given_on": None, "valid_until": None,
+                              "on_record": False, "expiring": False,
+                              "plan_consent_only": True}
+    page = (await chef.get("/manage")).text
+    mine = page[page.index(f'data-recipient="{rid}"'):]
+    assert 'data-consent="not-recorded"' in mine[:1500] and "plan-consent-only" in mine[:1500]
+    shown = (await chef.get(f"/api/recipients/{rid}/preview?nights=1")).json()["nights"][0]
+    assert shown["skip"]["code"] == "no-consent"
+    # the editor is given the plan without consent, and a plan with consent is refused
+    detail = (await chef.get(f"/api/recipients/{rid}")).json()
+    assert detail["plan"]["consent"] is None and detail["consent"]["plan_consent_only"]
+    back = await chef.send("PUT", f"/api/recipients/{rid}/plan",
+                           detail["plan"] | {"consent": {"given_on": given}})
+    assert back.status_code == 422, back.text
+    assert [p["code"] for p in back.json()["detail"]] == ["consent.on_record"]
+    saved = await chef.send("PUT", f"/api/recipients/{rid}/plan", detail["plan"])
+    assert saved.status_code == 200 and saved.json()["version"] == 2, saved.text
+    assert all(c.state == "skipped" for c in (await checks_of(svc, rid))[1:])
+
+    recorded = await chef.send("POST", f"/api/recipients/{rid}/consent", {
+        "party": "person", "name": "Ulla Uppgradering", "method": "written",
+        "document_ref": "DNR 2026/55", "given_on": given})
+    assert recorded.status_code == 201 and recorded.json()["complete"], recorded.text
+    opened, *coming = await checks_of(svc, rid)
+    assert all(c.state == "planned" for c in coming), [(c.state, c.reason) for c in coming]
+    allowed = await staff.send("POST", f"/api/checks/{opened.id}/ice")
+    assert allowed.status_code == 200, allowed.text
+    async with svc.rt.read() as db:
+        found = await plans.current_plan(db, rid)
+    assert found is not None and found[1].consent == schedules.Consent(date.fromisoformat(given))
+    row = next(r for r in (await chef.get("/api/recipients")).json() if r["id"] == rid)
+    assert row["consent"]["state"] == "valid" and row["consent"]["on_record"]
+    assert not row["consent"]["plan_consent_only"]
 
 
 async def test_archive_ends_checks_revokes_camera_and_leaves_lists(svc: InProcess) -> None:

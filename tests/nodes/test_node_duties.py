@@ -13,7 +13,7 @@ from pathlib import Path
 
 import schedules
 from supervision.db import make_engine, make_sessionmaker
-from supervision.demo import demo_plan
+from supervision.demo import demo_plan, record_consents
 from supervision.leadership import LEADER_LOCK
 from supervision.models import Plan, Recipient
 from tests.harness import Service, eventually, make_service
@@ -39,6 +39,7 @@ def seed_recipients(database_url: str, first: int, n: int) -> None:
                 await db.flush()
                 db.add_all(Plan(recipient_id=r.id, version=1, data=data, created_at=now,
                                 created_by="test") for r in people)
+                await record_consents(db, people, now)
         finally:
             await engine.dispose()
 

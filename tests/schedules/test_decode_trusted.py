@@ -6,6 +6,8 @@ not in ``plan_to_dict``'s complete form still goes through validation.
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import date
 from typing import Any
 
 import pytest
@@ -73,3 +75,16 @@ def test_anything_but_the_complete_form_is_parsed() -> None:
 def test_the_trusted_constructor_wants_every_field() -> None:
     with pytest.raises(TypeError):
         Plan._trusted({"check_times": ()})
+
+
+def test_with_consent_equals_a_validated_replace() -> None:
+    """The service swaps in the consent on record without validating the plan again; the
+    result is the plan a full validation builds, and a backwards consent is refused."""
+    plan = parse_plan(FULL)
+    recorded = schedules.Consent(date(2026, 3, 1), None)
+    assert plan.with_consent(recorded) == dataclasses.replace(plan, consent=recorded)
+    assert plan.with_consent(None) == dataclasses.replace(plan, consent=None)
+    assert plan.with_consent(plan.consent) is plan
+    with pytest.raises(schedules.PlanError) as refused:
+        plan.with_consent(schedules.Consent(date(2026, 3, 2), date(2026, 3, 1)))
+    assert [e.code for e in refused.value.errors] == ["consent.order"]

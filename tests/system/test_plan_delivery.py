@@ -86,7 +86,8 @@ def agent_plan(svc: Service, camera_id: str) -> dict[str, Any]:
 def largest_document() -> dict[str, Any]:
     plan = largest_plan("😀")
     tonight = schedules.night_of(datetime.now(UTC), plan.timezone, plan.night_boundary)
-    return schedules.plan_to_dict(largest_plan("😀", first_night=tonight))
+    # consent is on record (the demo's), never in a saved plan; the camera's plan carries it
+    return schedules.plan_to_dict(largest_plan("😀", first_night=tonight)) | {"consent": None}
 
 
 def test_the_largest_plan_reaches_a_real_agent_and_is_acknowledged(
@@ -107,6 +108,7 @@ def test_the_largest_plan_reaches_a_real_agent_and_is_acknowledged(
     data = json.loads(held["plan_json"])
     assert len(data["skip_nights"]) == MAX_ITEMS["skip_nights"]
     assert data["pauses"][0]["reason"] == "😀" * 200
+    assert data["consent"] is not None, "the consent on record, signed for the camera"
     log = (svc.agent_dir(camera_id) / "agent.log").read_text()
     assert log.count("link up") == links_before, "the link never dropped"
 

@@ -1,6 +1,7 @@
 // A recipient's details (name, address, unit, access information, contacts, care notes),
 // archiving, and consent on record: records, cohabitants, withdrawal.
 import { api, el, explain, t } from './common.js';
+import { consentText } from './recipient_status.js';
 
 const data = JSON.parse(document.getElementById('recipient-data').textContent);
 const base = `/api/recipients/${data.id}`;
@@ -70,17 +71,8 @@ function show(view) {
   document.dispatchEvent(new CustomEvent('consent-view', { detail: view }));
   list.replaceChildren(...view.records.map(record));
   cohabitants.elements.names.value = view.cohabitants.join(', ');
-  if (view.complete) {
-    summary.className = view.expiring ? 'pill warn' : '';
-    summary.textContent = t(view.expiring ? 'manage.consent.complete_expiring' : 'manage.consent.complete',
-      { from: view.given_on, until: view.valid_until || '…' });
-  } else {
-    summary.className = 'error';
-    const missing = view.missing.map((m) => (m === 'person' ? t('manage.consent.party.person') : m));
-    summary.textContent = view.records.length || view.cohabitants.length
-      ? t('manage.consent.incomplete', { missing: [...missing, ...view.withdrawn].join(', ') })
-      : t('manage.consent.not_on_record');
-  }
+  summary.className = view.complete ? (view.expiring ? 'pill warn' : '') : 'error';
+  summary.textContent = consentText(view);
 }
 
 consentForm.addEventListener('submit', async (event) => {

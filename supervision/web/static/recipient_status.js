@@ -5,13 +5,27 @@ import { stampText } from './dates.js';
 const $ = (id) => document.getElementById(id);
 
 function consentCard(c) {
-  const consent = [el('span', { class: `pill consent-${c.state}` }, t('manage.consent.' + c.state))];
+  const consent = [el('span', { class: `pill consent-${c.state}` },
+    c.on_record ? t('manage.consent.' + c.state) : t('manage.consent.not_recorded'))];
   if (c.given_on) {
     consent.push(el('p', {}, c.valid_until ? t('manage.consent.period', { from: c.given_on, until: c.valid_until })
       : t('manage.consent.period_open', { from: c.given_on })));
   }
   if (c.state !== 'valid') consent.push(el('p', { class: 'hint' }, t('manage.consent.none_hint')));
+  if (c.plan_consent_only) consent.push(el('p', { class: 'hint' }, t('manage.consent.plan_only')));
   return consent;
+}
+
+/** One line on a consent view (GET .../consent): complete for which nights, or what is missing. */
+export function consentText(view) {
+  if (view.complete) {
+    return t(view.expiring ? 'manage.consent.complete_expiring' : 'manage.consent.complete',
+      { from: view.given_on, until: view.valid_until || '…' });
+  }
+  const missing = view.missing.map((m) => (m === 'person' ? t('manage.consent.party.person') : m));
+  return view.records.length || view.cohabitants.length
+    ? t('manage.consent.incomplete', { missing: [...missing, ...view.withdrawn].join(', ') })
+    : t('manage.consent.not_on_record');
 }
 
 function cameraPill(cam) {
