@@ -19,6 +19,7 @@ from supervision import audit_anchor, identity, lookins, metrics, readiness, vap
 from supervision.alert_feed import RemoteAlerts
 from supervision.api import admin, agents, manage, patrol, staff
 from supervision.api import audit as audit_api
+from supervision.api import roster as roster_api
 from supervision.api.agents import AGENT_LINK_PATH
 from supervision.auth import ROLES
 from supervision.config import Settings, get_settings
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(manage_pages.router)
     app.include_router(staff.router)
+    app.include_router(roster_api.router)
     app.include_router(patrol.router)
     app.include_router(agents.router)
     app.include_router(admin.router)

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schedules.canonical import canonical
 from supervision import audit_anchor
 from supervision.errors import ServiceError
-from supervision.models import AuditEvent, Check, Recipient, User, Visit
+from supervision.models import AuditEvent, Check, NightShift, Recipient, User, Visit
 from supervision.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ AUDIT_KINDS = {"plan": ("plan.changed",),
 LONG_GRACE_SECONDS = 5
 REFUSALS_PER_NIGHT = 3
 MANY_FACTOR = 2
-FLAGS = ("outside-window", "long", "refusals", "many", "not-staff")
+FLAGS = ("outside-window", "long", "refusals", "many", "not-on-roster", "not-staff")
 #: the values the rules' words name
 RULE_VALUES = {"grace": LONG_GRACE_SECONDS, "refusals": REFUSALS_PER_NIGHT,
                "factor": MANY_FACTOR}
@@ -117,7 +117,7 @@ async def _lookins(db: AsyncSession, f: ReviewFilter) -> list[ReviewEntry]:
                .group_by(Check.recipient_id, Check.night).subquery())
     query = (select(Visit, Check.opens_at, Check.closes_at, Check.max_lookin_seconds,
                     User.username, User.display_name, User.role, User.active, Recipient.name,
-                    refusals.c.n, looks.c.n, planned.c.n)
+                    refusals.c.n, looks.c.n, planned.c.n, NightShift.id)
              .join(Check, Check.id == Visit.check_id)
              .join(User, User.id == Visit.viewer_id)
              .join(Recipient, Recipient.id == Visit.recipient_id)
@@ -127,6 +127,13 @@ async def _lookins(db: AsyncSession, f: ReviewFilter) -> list[ReviewEntry]:
                                     looks.c.night == Check.night))
              .outerjoin(planned, and_(planned.c.recipient_id == Visit.recipient_id,
                                       planned.c.night == Check.night))
+             # the viewer's shift for the check's night and the recipient's unit, if they
+             # were on it when the look-in began (at most one row: one per night, unit, person)
+             .outerjoin(NightShift, and_(
+                 NightShift.night == Check.night, NightShift.unit == Recipient.unit,
+                 NightShift.user_id == Visit.viewer_id,
+                 NightShift.joined_at <= Visit.requested_at,
+                 or_(NightShift.left_at.is_(None), NightShift.left_at > Visit.requested_at)))
              .order_by(Visit.requested_at.desc()).limit(MAX_ENTRIES))
     if f.person:
         query = query.where(User.username == f.person)
@@ -142,7 +149,7 @@ async def _lookins(db: AsyncSession, f: ReviewFilter) -> list[ReviewEntry]:
         query = query.where(refused)
     out = []
     for (v, opens, closes, most, username, name, role, active, recipient, n_refused,
-         n_looks, n_checks) in (await db.execute(query)).all():
+         n_looks, n_checks, shift) in (await db.execute(query)).all():
         flags = []
         if v.end_reason != "refused":
             if not opens <= v.requested_at <= closes:
@@ -151,6 +158,8 @@ async def _lookins(db: AsyncSession, f: ReviewFilter) -> list[ReviewEntry]:
                 flags.append("long")
             if (n_looks or 0) > MANY_FACTOR * (n_checks or 0):
                 flags.append("many")
+            if shift is None:
+                flags.append("not-on-roster")
             if role != "staff" or not active:
                 flags.append("not-staff")
         elif (n_refused or 0) >= REFUSALS_PER_NIGHT:

@@ -410,3 +410,20 @@ class RollupCamera(Base):
     technical_failure: Mapped[int] = mapped_column(Integer)
     agent_gone: Mapped[int] = mapped_column(Integer)
     unreported: Mapped[int] = mapped_column(Integer)
+
+
+class NightShift(Base):
+    """One person on one night's roster for one care unit (supervision/roster.py). The
+    night is the checks' night (its evening date in the plan's zone); ``joined_at`` and
+    ``left_at`` bound when the person was on it, which the log review compares with the
+    time of each look-in. Joining again after leaving starts the time afresh."""
+
+    __tablename__ = "night_shifts"
+    __table_args__ = (UniqueConstraint("night", "unit", "user_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    night: Mapped[date] = mapped_column(Date)
+    unit: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    joined_at: Mapped[datetime]
+    joined_by: Mapped[str] = mapped_column(String(64))
+    left_at: Mapped[datetime | None] = mapped_column(nullable=True)

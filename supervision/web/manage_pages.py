@@ -40,6 +40,17 @@ async def recipients_page(request: Request, rt: Runtime = Depends(runtime),
                   recipients=rows)
 
 
+@router.get("/manage/roster")
+async def roster_page(request: Request, current: Who | None = Depends(who)) -> Response:
+    """The night roster for care managers (staff and leads use the rounds board); the list
+    is drawn by static/roster.js from /api/roster."""
+    refused = guard(request, current, ROLES)
+    if refused is not None:
+        return refused
+    assert current is not None
+    return render(request, "manage_roster.html", translator(request, current.user), current)
+
+
 @router.get("/manage/recipients/{rid}")
 async def recipient_page(rid: int, request: Request, rt: Runtime = Depends(runtime),
                          current: Who | None = Depends(who)) -> Response:

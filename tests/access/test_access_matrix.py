@@ -83,6 +83,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/patrol"): only("patrol", "admin"),
     ("GET", "/manage"): only("manager", "admin"),
     ("GET", "/manage/recipients/{rid}"): only("manager", "admin"),
+    ("GET", "/manage/roster"): only("manager", "admin"),
     ("GET", "/audit/recipients/{recipient_id}"): only("manager", "admin"),
     ("GET", "/admin/webhook"): only("admin"),
     ("GET", "/admin/cameras"): only("admin"),
@@ -100,6 +101,11 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/lookins/{session}/end"): only("staff"),
     ("POST", "/api/lookins/{session}/picture"): only("staff"),
     ("POST", "/api/checks/{check_id}/outcome"): only("staff"),
+    # the night roster: night staff take and leave a shift; shift leads (staff), managers
+    # and admins also add and remove others (the service checks who is named)
+    ("GET", "/api/roster"): only("staff", "manager", "admin"),
+    ("POST", "/api/roster/join"): only("staff", "manager", "admin"),
+    ("POST", "/api/roster/leave"): only("staff", "manager", "admin"),
     # night patrol
     ("GET", "/api/alerts"): only("patrol", "admin"),
     ("POST", "/api/alerts/{alert_id}/state"): only("patrol", "admin"),

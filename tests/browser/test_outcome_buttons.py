@@ -1,6 +1,7 @@
-"""The rounds page in Chromium: outcome buttons unlock only with the picture, say why they
-are disabled, and a second staff member refused the video can send the patrol but not
-press Calm; the note reaches the patrol's card."""
+"""The rounds page in Chromium: night staff take tonight's shift with one button; outcome
+buttons unlock only with the picture, say why they are disabled, and a second staff member
+refused the video can send the patrol but not press Calm; the note reaches the patrol's
+card."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ def test_buttons_follow_the_picture_and_the_note_reaches_the_patrol(
         login(patrol, service.url, "patrull")
         natt = natt_ctx.new_page()
         login(natt, service.url, "natt")
+        # first the night's shift: one button on the board, then the board says so
+        take = natt.locator("#shifts li.shift button.take").first
+        take.wait_for()
+        assert "Du har inte det här passet." in natt.locator("#shifts li.shift").first.inner_text()
+        take.click()
+        natt.locator("#shifts li.shift.on button.leave").first.wait_for(timeout=5000)
+        shift = natt.locator("#shifts li.shift.on").first.inner_text()
+        assert "Du har det här passet." in shift and "Nora Natt" in shift, shift
         start = natt.locator("li.check.state-open button.start").first
         start.wait_for()
         check = start.locator("xpath=..").get_attribute("data-check")

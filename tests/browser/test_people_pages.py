@@ -2,14 +2,15 @@
 person and gets a one-time link, the new person sets a password through it and signs in; a
 manager sees a recipient without consent on record as such on the list and in the plan
 editor (which has no consent inputs, only the records' state and a link to them), edits the
-recipient and records consent, which the editor then shows; everyone changes their own
-password on the account page (reached from the header). One service and one
-browser for the module."""
+recipient and records consent, which the editor then shows; a manager puts night staff on
+tonight's shift and takes them off; everyone changes their own password on the account page
+(reached from the header). One service and one browser for the module."""
 
 from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,34 @@ def test_manager_edits_a_recipient_and_records_consent(service: Service, chromiu
     assert detail["contacts"] == [{"name": "Eva Ek", "relation": "dotter",
                                    "phone": "070-123 45 67"}]
     assert detail["consent"]["on_record"] and detail["consent"]["state"] == "valid"
+
+
+def test_manager_puts_night_staff_on_tonights_shift(service: Service, chromium: Any) -> None:
+    """From the recipients list to the night roster: Nora is added to the Demo unit's
+    shift, listed, and taken off again; each change is audited under the manager."""
+    errors: list[str] = []
+    page = page_of(chromium, errors)
+    try:
+        login(page, service.url, "chef")
+        page.click("a[href='/manage/roster']")
+        shift = page.locator("#shifts li.shift[data-unit='Demo']")
+        shift.wait_for()
+        assert shift.locator("button.take").count() == 0, "a manager is not night staff"
+        shift.locator("form.add select").select_option("natt")
+        shift.locator("form.add button[type=submit]").click()
+        remove = shift.locator("button.remove[data-username='natt']")
+        remove.wait_for()
+        assert "Nora Natt" in shift.inner_text()
+        remove.click()
+        remove.wait_for(state="detached")
+        assert "Ingen har passet ännu." in shift.inner_text()
+    finally:
+        page.context.close()
+    assert not errors, errors
+    with sqlite3.connect(service.root / "test.db") as db:
+        changes = db.execute("SELECT kind, actor, subject FROM audit_events WHERE kind LIKE"
+                             " 'roster.%' ORDER BY id").fetchall()
+    assert changes == [("roster.joined", "chef", "user:natt"), ("roster.left", "chef", "user:natt")]
 
 
 def test_everyone_changes_their_own_password(service: Service, chromium: Any) -> None:

@@ -8,10 +8,10 @@ per camera; every table comes as CSV; the pages render in Swedish. In process.
 Log review (loggkontroll), on the same service: look-ins, refusals and changes of plan,
 consent and details in one list, filtered by person, recipient, time and kind; each unusual
 access flagged by its stated rule (outside the window, longer than the plan allows,
-repeated refusals at one camera, many look-ins on one recipient in a night, a viewer who is
-not night staff) and nothing else flagged; the chain's status comes from a verification in
-the background; a recipient's access report is Swedish and lists who looked, not who was
-refused."""
+repeated refusals at one camera, many look-ins on one recipient in a night, a viewer not on
+that night's roster for the unit, a viewer who is not night staff) and nothing else
+flagged; the chain's status comes from a verification in the background; a recipient's
+access report is Swedish and lists who looked, not who was refused."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 
 from supervision import audit, log_review, reports
-from supervision.models import Alert, Camera, Check, Recipient, User, Visit
+from supervision.models import Alert, Camera, Check, NightShift, Recipient, User, Visit
 from tests.manage.inproc import InProcess, running
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -283,6 +283,9 @@ async def build_review(svc: InProcess) -> dict[str, int]:
                          ended_at=at + timedelta(seconds=seconds), seconds=seconds,
                          end_reason=end, outcome="calm" if end == "ended" else None)
 
+        # Greta is on the night's roster for the unit from before the checks; the boss is not
+        db.add(NightShift(night=REVIEW_NIGHT, unit="Granskning", user_id=night_staff.id,
+                          joined_at=REVIEW_DUE - timedelta(hours=2), joined_by="granskad-natt"))
         db.add_all([
             visit(c1, "cam-granska-1", night_staff, 1, 20),          # nothing unusual
             visit(c1, "cam-granska-1", night_staff, 2, 60),          # long
@@ -309,7 +312,8 @@ async def test_the_flags_and_their_rules(svc: InProcess) -> None:
     olle = (await chef.get(f"/api/audit/log?recipient={ids['busy']}")).json()["entries"]
     assert sorted(e["flags"] for e in olle if e["kind"] == "refusal") == [["refusals"]] * 3
     looked = [e for e in olle if e["kind"] == "lookin"]
-    assert len(looked) == 3 and all(e["flags"] == ["many", "not-staff"] for e in looked)
+    assert len(looked) == 3 and all(e["flags"] == ["many", "not-on-roster", "not-staff"]
+                                    for e in looked)
     # every rule is stated, with its numbers, in the reader's language
     assert set(body["rules"]) == set(log_review.FLAGS)
     assert "3" in body["rules"]["refusals"] and "5" in body["rules"]["long"]

@@ -1,0 +1,3 @@
+from tests.manage.inproc import database
+
+__all__ = ["database"]
