@@ -23,7 +23,7 @@ How, so a crash anywhere leaves a chain that verifies and the next run finishes:
    what is left of them as long as it links up to the checkpointed entry;
 3. the old nights, newest check first (a follow-up, in its parent's night, goes before
    its parent), ``batch`` checks at a time with what hangs off them; then those nights'
-   rolled-up report figures (supervision/rollup.py).
+   rolled-up report figures (supervision/rollup.py) and rosters (supervision/roster.py).
 A run first finishes a purge that an earlier run left unfinished.
 """
 
@@ -46,6 +46,7 @@ from supervision.models import (
     AuditPurge,
     Check,
     NightRollup,
+    NightShift,
     PushDelivery,
     RollupAlert,
     RollupCamera,
@@ -211,8 +212,8 @@ async def run(database: Database, settings: Settings, key: ServerKey, *,
     while counts := await delete_nights(database, keep_night, batch):
         for table, n in counts.items():
             done.add(table, n)
-    async with database.write() as db:  # the purged nights' report figures (a few rows each)
-        for model in (RollupCount, RollupAlert, RollupCamera, NightRollup):
+    async with database.write() as db:  # the purged nights' report figures and rosters
+        for model in (RollupCount, RollupAlert, RollupCamera, NightRollup, NightShift):
             if n := await _delete(db, delete(model).where(model.night < keep_night)):
                 done.add(model.__tablename__, n)
     return done

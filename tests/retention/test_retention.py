@@ -35,6 +35,7 @@ from supervision.models import (
     AuditPurge,
     Camera,
     Check,
+    NightShift,
     User,
     Visit,
     WebhookDelivery,
@@ -54,7 +55,7 @@ OLD_ENTRIES = 23  # with batches of 5: the deletions take several transactions
 
 async def nights(db: AsyncSession) -> None:
     """An old night and a young one, each: a check with a follow-up, a look-in, an alert
-    with a webhook delivery."""
+    with a webhook delivery, and the viewer on that night's roster."""
     camera = (await db.execute(select(Camera).limit(1))).scalar_one()
     viewer = (await db.execute(select(User).where(User.username == "natt"))).scalar_one()
     for label, when in (("old", OLD), ("young", YOUNG)):
@@ -80,6 +81,8 @@ async def nights(db: AsyncSession) -> None:
         await db.flush()
         db.add(WebhookDelivery(alert_id=alert.id, event="alert.raised", payload={},
                                created_at=when))
+        db.add(NightShift(night=when.date(), unit="Demo", user_id=viewer.id, joined_at=when,
+                          joined_by="natt"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -156,13 +159,15 @@ async def test_a_purge_checkpoints_audits_and_deletes_and_the_chain_verifies(
     began = done.began
     assert began is not None and began.purged == OLD_ENTRIES and began.finished_at is None
     assert done.deleted == {"audit_events": OLD_ENTRIES, "checks": 2, "visits": 1,
-                            "alerts": 1, "webhook_deliveries": 1, "push_deliveries": 0}
+                            "alerts": 1, "webhook_deliveries": 1, "push_deliveries": 0,
+                            "night_shifts": 1}
     # what is left: the young night whole, every entry of today, and the purge's own entry
     assert await counted(svc, AuditEvent, AuditEvent.at < NOW - timedelta(days=730)) == 0
     assert await counted(svc, AuditEvent) == entries - OLD_ENTRIES + 1
     assert await counted(svc, Check) == await counted(svc, Check, Check.night >= YOUNG.date())
     assert await counted(svc, Check, Check.slot.like("young:%")) == 2
     assert await counted(svc, Visit) == await counted(svc, Alert) == 1
+    assert await counted(svc, NightShift) == 1  # the young night's roster
     async with svc.rt.read() as db:
         row = (await db.execute(select(AuditPurge))).scalar_one()
         said = (await db.execute(select(AuditEvent).where(
