@@ -112,10 +112,9 @@ class NightScheduler:
         await webhook.deliver_due(self.rt.database, self.rt.settings)
 
     async def deliver_pushes(self) -> None:
-        # sends until a little past the next turn, woken by every alert change meanwhile;
-        # the next run waits at push.py's round lock, so the sender never pauses
+        # sends until just before the next run, woken by every alert change meanwhile
         await push.run(self.rt.database, self.rt.settings,
-                       seconds=1.1 * self.rt.settings.push_poll_seconds)
+                       seconds=0.9 * self.rt.settings.push_poll_seconds)
 
     async def repeat_pushes(self) -> None:
         await push.repeat_due(self.rt.database, self.rt.settings)
@@ -177,10 +176,7 @@ class NightScheduler:
         self.scheduler.add_job(self.redeliver, "interval", seconds=10, id="redeliver", **opts)
         self.scheduler.add_job(self._shared(self.deliver_pushes), "interval",
                                seconds=s.push_poll_seconds, id="push",
-                               next_run_time=datetime.now(UTC),
-                               # each run outlasts its turn a little and the next takes
-                               # over at the round lock (push.py): no gap between runs
-                               **(opts | {"max_instances": 2}))
+                               next_run_time=datetime.now(UTC), **opts)
         self.scheduler.add_job(self._shared(self.repeat_pushes), "interval",
                                seconds=min(10.0, s.push_repeat_seconds / 2),
                                id="push-repeat", **opts)

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 import schedules
 from supervision.db import make_engine, make_sessionmaker
-from supervision.demo import demo_plan
+from supervision.demo import demo_plan, record_consents
 from supervision.models import Plan, Recipient
 from tests.harness import Service, free_port, make_service
 
@@ -253,6 +253,7 @@ async def _seed_extra(database_url: str) -> None:
                 await db.flush()
                 db.add(Plan(recipient_id=recipient.id, version=1, created_at=now,
                             created_by="test", data=demo_plan(now, [2], schedules.DEFAULT_TZ)))
+                await record_consents(db, [recipient], now)  # look-ins need it on record
     finally:
         await engine.dispose()
 
