@@ -75,10 +75,11 @@ def anchored(database_url: str, tmp_path: Path) -> Iterator[Service]:
     svc = make_service(tmp_path / "svc", database_url)
     svc.start()
     try:
+        admin = Person(svc.url, "admin")  # through the running service: no CLI start-ups
         for name in ("ulla", "ulf", "una"):
-            added = supervision(svc, "user", "add", name, "--role", "staff",
-                                "--password", "nattugglan-ulla-7")
-            assert added.returncode == 0, added.stderr
+            added = admin.post("/api/users", {"username": name, "display_name": name.title(),
+                                              "role": "staff"})
+            assert added.status_code == 201, added.text
     finally:
         svc.stop()
     yield svc
