@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,3 +160,24 @@ def start_world(root: Path, database_url: str | None = None, *, agents: int = 3,
         svc.enrol(cam, source=f"synthetic:{cam['recipient_id']}")
         svc.start_agent(cam["camera_id"])
     return svc
+
+
+def in_thread(make: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 60) -> Any:
+    """Run a coroutine on a loop of its own thread, off the thread sync Playwright (or
+    pytest's own loop) holds; its exception is raised here, and one that does not finish
+    within ``timeout`` fails."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = asyncio.run(make())
+        except BaseException as exc:  # re-raised in the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout)
+    if "error" in out:
+        raise out["error"]
+    assert not thread.is_alive(), f"did not finish within {timeout} s"
+    return out.get("value")

@@ -29,6 +29,17 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """One browser for a module whose tests are all synchronous."""
+    need(os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield launched
+        launched.close()
+
+
 def login(page: object, base: str, username: str, password: str | None = None) -> None:
     page.goto(base + "/login")  # type: ignore[attr-defined]
     page.fill("input[name=username]", username)  # type: ignore[attr-defined]

@@ -27,9 +27,8 @@ import asyncio
 import hashlib
 import os
 import re
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -41,7 +40,7 @@ from tests.access.routes import application_routes
 from tests.access.test_access_matrix import ANON, LOGINS, POLICY, ROLES
 from tests.browser.conftest import FLAGS
 from tests.conftest import CHROMIUM, need
-from tests.harness import Service, eventually, make_service
+from tests.harness import Service, eventually, in_thread, make_service
 from tests.people import Person
 
 AXE = (Path(__file__).parents[1] / "vendor" / "axe-core" / "axe.min.js").read_text()
@@ -184,31 +183,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         svc.stop()
 
 
-def on_own_loop(make: Callable[[], Coroutine[Any, Any, Survey]]) -> Survey:
-    """Run a coroutine on a loop of its own thread (pytest's may hold this one's)."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = asyncio.run(make())
-        except BaseException as exc:  # re-raised in the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(170)
-    if "error" in out:
-        raise out["error"]
-    assert "value" in out, "the survey did not finish in time"
-    value: Survey = out["value"]
-    return value
-
-
 @pytest.fixture(scope="module")
 def survey(world: World) -> Survey:
     """Everything the tests below assert, gathered in one run of one browser."""
     need(os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    return on_own_loop(lambda: run_survey(world))
+    survey: Survey = in_thread(lambda: run_survey(world), timeout=170)
+    return survey
 
 
 def pages_of(who: str, lang: str, values: dict[str, str]) -> list[str]:

@@ -7,10 +7,8 @@ time, the startup log names the real port, and saving a plan says when no camera
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from sqlalchemy import select
 
 from supervision.i18n import catalog
 from tests.browser.conftest import login
-from tests.harness import Service, eventually, make_service, start_world
+from tests.harness import Service, eventually, in_thread, make_service, start_world
 from tests.people import Person
 
 PHONE = {"width": 390, "height": 844}
@@ -40,24 +38,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield svc
     finally:
         svc.stop()
-
-
-def in_thread(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run a coroutine on a loop of its own, off the thread sync Playwright runs in."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = asyncio.run(make())
-        except BaseException as exc:  # re-raised in the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(60)
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
 
 
 def sql(svc: Service, statement: str, *values: object) -> None:

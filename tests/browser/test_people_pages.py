@@ -8,7 +8,6 @@ tonight's shift and takes them off; everyone changes their own password on the a
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -18,8 +17,7 @@ from typing import Any
 import pytest
 
 from supervision.i18n import Translator
-from tests.browser.conftest import FLAGS, login
-from tests.conftest import CHROMIUM, need
+from tests.browser.conftest import login
 from tests.harness import Service, make_service
 from tests.people import Person
 
@@ -34,17 +32,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield svc
     finally:
         svc.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """One browser for the module (its tests are all synchronous)."""
-    need(os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 def page_of(chromium: Any, errors: list[str]) -> Any:

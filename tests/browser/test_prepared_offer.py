@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import FLAGS, login
-from tests.conftest import CHROMIUM, Service, need
+from tests.browser.conftest import login
+from tests.conftest import Service
 from tests.harness import eventually, start_world
 from tests.people import Person
 from tests.turn.browser import PEERS, RECORD_PEERS
@@ -30,16 +29,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield svc
     finally:
         svc.stop()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    need(os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 def ready_offers(page: Any) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from camera_agent.identity import Identity
 from tests.browser.conftest import login
 from tests.conftest import CHROMIUM, fresh_pg_database, need
 from tests.harness import BIN, Service, free_port, wait_http
-from tests.turn.browser import DEFAULT_WEBRTC_FLAGS, RECORD_PEERS, SELECTED_PAIR
+from tests.turn.browser import DEFAULT_WEBRTC_FLAGS, RECORD_PEERS, SELECTED_PAIR, wait_playing
 from tests.turn.coturn import TURNSERVER, Coturn, free_udp_tcp_port, have_coturn
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -233,12 +233,7 @@ def test_https_login_relayed_lookin_and_alert_through_caddy(deployment: Deployme
             start = row.locator("button.start:enabled")
             start.wait_for(timeout=30_000)
             start.click()
-            staff.wait_for_function(
-                "() => { const v = document.getElementById('lookin-video');"
-                " return v && v.videoWidth > 0 && v.currentTime > 0; }", timeout=20_000)
-            t0 = staff.evaluate("document.getElementById('lookin-video').currentTime")
-            staff.wait_for_timeout(700)
-            assert staff.evaluate("document.getElementById('lookin-video').currentTime") > t0
+            wait_playing(staff, 20_000)
             pair = staff.evaluate(SELECTED_PAIR)
             assert pair is not None and (pair["local"], pair["remote"]) == ("relay", "relay")
             assert str(deployment.coturn.port) in pair["localUrl"], pair

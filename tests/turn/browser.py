@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.browser.conftest import FLAGS
 
 #: real staff browsers hide their local addresses behind mDNS names: unlike the other
@@ -48,3 +50,14 @@ PEERS = """() => window.nattPeers.map(({ pc }) => ({
   gathered: pc.iceGatheringState === 'complete',
   closed: pc.signalingState === 'closed',
 }))"""
+
+
+def wait_playing(page: Any, timeout_ms: int = 15_000, width: int = 0) -> None:
+    """The staff page's look-in video shows a picture (wider than ``width``) and moves on."""
+    page.wait_for_function(
+        "(w) => { const v = document.getElementById('lookin-video');"
+        " return v && v.videoWidth > w && v.currentTime > 0; }", arg=width, timeout=timeout_ms)
+    t0 = page.evaluate("document.getElementById('lookin-video').currentTime")
+    page.wait_for_timeout(700)
+    assert page.evaluate("document.getElementById('lookin-video').currentTime") > t0, \
+        "the video plays"

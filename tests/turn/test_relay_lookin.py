@@ -23,7 +23,13 @@ from tests.browser.conftest import login
 from tests.conftest import CHROMIUM, Service, need
 from tests.harness import start_world
 from tests.people import Person
-from tests.turn.browser import DEFAULT_WEBRTC_FLAGS, PEERS, RECORD_PEERS, SELECTED_PAIR
+from tests.turn.browser import (
+    DEFAULT_WEBRTC_FLAGS,
+    PEERS,
+    RECORD_PEERS,
+    SELECTED_PAIR,
+    wait_playing,
+)
 from tests.turn.coturn import Coturn, allocate, have_coturn, start_coturn
 
 SECRET = "relay-test-secret-" + hashlib.sha256(b"nattillsyn").hexdigest()[:16]
@@ -79,13 +85,7 @@ def test_lookin_plays_over_turn_relay_on_both_sides(world: tuple[Service, Coturn
             row.locator("button.start").click()
         ice, reply = ice_info.value.json(), lookin_info.value.json()
         offer = json.loads(lookin_info.value.request.post_data or "{}")["offer"]
-        page.wait_for_function(
-            "() => { const v = document.getElementById('lookin-video');"
-            " return v && v.videoWidth > 0 && v.currentTime > 0; }", timeout=15_000)
-        t0 = page.evaluate("document.getElementById('lookin-video').currentTime")
-        page.wait_for_timeout(700)
-        assert page.evaluate("document.getElementById('lookin-video').currentTime") > t0, \
-            "the video plays"
+        wait_playing(page)
         pair = page.evaluate(SELECTED_PAIR)
         config = page.evaluate("window.nattPeers[window.nattPeers.length - 1].config")
         html = page.content()
