@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -85,8 +86,9 @@ log = logging.getLogger("supervision.push")
 PATROL_ROLES = ("patrol", "admin")
 #: events sent only while their alert is still new (the point is to get it acknowledged)
 WHILE_NEW = frozenset({"raised", "escalated", "repeat"})
-#: rows claimed per round
-BATCH = 1000
+#: rows claimed per round: a burst of alerts to every device goes in one round (a push
+#: carries ~14 alerts), not a round for every few alerts
+BATCH = 5000
 #: finished rows are kept this long (what was sent to whom), then deleted
 KEEP = timedelta(days=2)
 
@@ -200,26 +202,12 @@ async def _forget(db: AsyncSession, ids: Sequence[int]) -> list[int]:
 
 _wakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = (
     weakref.WeakKeyDictionary())
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-    weakref.WeakKeyDictionary())
-
-
 def _wake_event() -> asyncio.Event:
     loop = asyncio.get_running_loop()
     wake = _wakes.get(loop)
     if wake is None:
         wake = _wakes[loop] = asyncio.Event()
     return wake
-
-
-def _round_lock() -> asyncio.Lock:
-    """One round at a time on this node: runs that overlap (one ending as the next begins)
-    take turns rather than splitting a burst into more, smaller rounds."""
-    loop = asyncio.get_running_loop()
-    lock = _locks.get(loop)
-    if lock is None:
-        lock = _locks[loop] = asyncio.Lock()
-    return lock
 
 
 def wake() -> None:
@@ -343,51 +331,37 @@ class _Job:
     audience: str
 
 
-async def run(database: Database, s: Settings, *, seconds: float) -> int:
-    """The leader's duty: send what is due, then keep sending as alerts change (woken at
-    once) for ``seconds``. Pushes attempted."""
+async def run(database: Database, s: Settings) -> None:
+    """The leader's duty, for as long as it leads (it is cancelled when leadership is lost,
+    and started again by the scheduler after a failure): send what is due, then wait until
+    an alert changes (woken at once) or ``push_poll_seconds`` pass (a retry falls due), and
+    again. One long run, not a job at intervals: between runs a burst of alerts would wait
+    for the next one to begin."""
     async with client(s) as http:
-        return await _run(database, s, http, seconds)
+        await _run(database, s, http)
 
 
-async def _run(database: Database, s: Settings, http: aiohttp.ClientSession,
-               seconds: float) -> int:
+async def _run(database: Database, s: Settings, http: aiohttp.ClientSession) -> None:
     """Rounds back to back while there is work. A round's answers are recorded while the
     next round is claimed and sent (at most one record behind), so the record is not on the
     next alert's path; before waiting idle, everything is recorded."""
     signal = _wake_event()
-    turn = _round_lock()
-    end = time.monotonic() + seconds
-    sent = 0
     behind: asyncio.Task[None] | None = None
     try:
         while True:
             signal.clear()  # before reading: a change committed after this wakes the wait
-            began = time.monotonic()
-            async with turn:
-                done, record = await _round(database, s, http)
-            sent += done
+            done, record = await _round(database, s, http)
             previous = behind
             behind = asyncio.create_task(record, name="push-record") if record else None
             if previous is not None:
                 await asyncio.shield(previous)  # stopped meanwhile: the record goes on
-            now = time.monotonic()
-            left = end - now
-            if done and left > now - began:
+            if done:
                 continue  # more may be due
-            # a round that might run into the next run's turn is left to that run: a run
-            # still going at its turn would make the scheduler skip it, for a whole interval
-            if left <= 0 or done:
-                return sent
             if behind is not None:
                 await asyncio.shield(behind)
                 behind = None
-            try:
-                await asyncio.wait_for(signal.wait(), left)
-            except TimeoutError:
-                return sent
-            except asyncio.CancelledError:  # stopped while idle (shutdown, leadership lost):
-                return sent  # nothing is half done, so this run simply ends
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), s.push_poll_seconds)
     finally:
         if behind is not None:  # sent: record it even when stopped, or it is sent again
             await asyncio.shield(behind)

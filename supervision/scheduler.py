@@ -16,16 +16,19 @@ runs it). Job by job:
   It cannot be left to the row guards: two nodes would both read a row as due and both
   POST it, so the receiver would get every delivery twice and a failing one would use up
   its retry budget twice as fast. Leadership is what prevents that.
-- ``push`` and ``push-repeat`` (shared): send the Web Push outbox to the phones (each run
-  keeps sending as alerts change, woken at once, until the next), and push unacknowledged
-  alerts again every ``push_repeat_seconds``; like the webhook, two senders would both
-  send a due row (see supervision/push.py).
+- the push sender and ``push-repeat`` (shared): send the Web Push outbox to the phones,
+  and push unacknowledged alerts again every ``push_repeat_seconds``; like the webhook, two
+  senders would both send a due row (see supervision/push.py). The sender is not a job at
+  intervals but one task that runs for as long as this node leads, woken by every alert
+  change: between interval runs a burst of alerts waited for the next to begin.
 - ``push-plans`` (shared): sends a plan version whose first night began to its camera,
   through whichever node holds the camera's link (``relay``).
 - ``redeliver`` (per node): re-sends unacknowledged alerts to this node's patrol sockets:
   delivery at least once, beside the news of every change that reaches every node at
   once (``alert_feed``).
 - ``sockets`` (per node): closes this node's patrol sockets whose session ended.
+- ``heap`` (per node): a full collection every ``gc_full_minutes``, the frozen objects
+  too (supervision/heap.py); nothing when this process does not tune its collector.
 - ``audit-checkpoint`` (per node): anchors the chain's head in this node's own witness
   file (each node's witness covers the whole chain; a take-over leaves no gap in it).
 - ``retention`` (shared): purges look-ins, checks, alerts and audit entries older than
@@ -44,6 +47,8 @@ this process's sockets or files is per node.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -53,7 +58,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from supervision import audit_anchor, planning, push, retention, rollup, webhook
+from supervision import audit_anchor, heap, planning, push, retention, rollup, webhook
 from supervision.auth import live_sessions
 from supervision.cameras import push_switched
 from supervision.leadership import Leadership
@@ -67,6 +72,7 @@ class NightScheduler:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.started_at = datetime.now(UTC)
+        self._sender: asyncio.Task[None] | None = None
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         s = rt.settings
         self.leadership = Leadership(
@@ -112,9 +118,19 @@ class NightScheduler:
         await webhook.deliver_due(self.rt.database, self.rt.settings)
 
     async def deliver_pushes(self) -> None:
-        # sends until just before the next run, woken by every alert change meanwhile
-        await push.run(self.rt.database, self.rt.settings,
-                       seconds=0.9 * self.rt.settings.push_poll_seconds)
+        await push.run(self.rt.database, self.rt.settings)
+
+    async def _keep_sending(self) -> None:
+        """The push sender, while this node leads: tried every ``push_poll_seconds`` on a
+        node that does not lead (so it starts within that of a take-over), and started
+        again after a failure (the database went away) as a job would be at its next run."""
+        wait = self.rt.settings.push_poll_seconds
+        while True:
+            try:
+                await self.leadership.run(self.deliver_pushes)
+            except Exception:
+                log.exception("the push sender failed; it starts again in %.0f s", wait)
+            await asyncio.sleep(wait)
 
     async def repeat_pushes(self) -> None:
         await push.repeat_due(self.rt.database, self.rt.settings)
@@ -127,6 +143,9 @@ class NightScheduler:
             async with self.rt.read() as db:
                 live = await live_sessions(db, asked)
             self.rt.patrol.keep_live(asked, live)
+
+    async def collect(self) -> None:
+        heap.full()
 
     async def checkpoint_audit(self) -> None:
         """Anchor the audit chain's head outside the database, when it moved."""
@@ -174,14 +193,13 @@ class NightScheduler:
         self.scheduler.add_job(self._shared(self.sweep), "interval", seconds=s.sweep_seconds,
                                id="sweep", **opts)
         self.scheduler.add_job(self.redeliver, "interval", seconds=10, id="redeliver", **opts)
-        self.scheduler.add_job(self._shared(self.deliver_pushes), "interval",
-                               seconds=s.push_poll_seconds, id="push",
-                               next_run_time=datetime.now(UTC), **opts)
         self.scheduler.add_job(self._shared(self.repeat_pushes), "interval",
                                seconds=min(10.0, s.push_repeat_seconds / 2),
                                id="push-repeat", **opts)
         self.scheduler.add_job(self.recheck_sockets, "interval",
                                seconds=s.socket_recheck_seconds, id="sockets", **opts)
+        self.scheduler.add_job(self.collect, "interval", minutes=s.gc_full_minutes, id="heap",
+                               **opts)
         self.scheduler.add_job(self.checkpoint_audit, "interval",
                                minutes=s.audit_checkpoint_minutes, id="audit-checkpoint", **opts)
         self.scheduler.add_job(self._shared(self.roll_up), "interval", minutes=15, id="rollup",
@@ -193,8 +211,14 @@ class NightScheduler:
             self.scheduler.add_job(self._shared(self.deliver_webhooks), "interval",
                                    seconds=s.webhook_poll_seconds, id="webhook", **opts)
         self.scheduler.start()
+        self._sender = asyncio.create_task(self._keep_sending(), name="push-sender")
 
     async def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender  # a round's record is finished first (push._run)
+            self._sender = None
         await self.leadership.stop()
