@@ -15,7 +15,7 @@ from sqlalchemy.exc import DataError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import schedules
-from supervision import audit_anchor, identity, lookins, metrics, readiness, vapid
+from supervision import audit_anchor, heap, identity, lookins, metrics, readiness, vapid
 from supervision.alert_feed import RemoteAlerts
 from supervision.api import admin, agents, manage, patrol, staff
 from supervision.api import audit as audit_api
@@ -36,7 +36,10 @@ from supervision.web import admin_pages, audit_pages, manage_pages, pages
 log = logging.getLogger("supervision")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, own_process: bool = False) -> FastAPI:
+    """The service. ``own_process``: it is the process's one service (``serve``), so it
+    may tune the process's collector (supervision/heap.py); in-process clients share
+    theirs with the tests."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -70,9 +73,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # may put elsewhere: the log names both, never a port the process is not on
         log.info("supervision ready: listening on %s:%s, public URL %s",
                  settings.host, settings.port, settings.public_url)
+        if own_process:
+            heap.install()  # start-up's objects out of every later collection
         try:
             yield
         finally:
+            if own_process:
+                heap.uninstall()
             await night.stop()  # releases leadership at once
             await remote_alerts.stop()
             await rt.stop()  # the other nodes learn at once that this one is gone

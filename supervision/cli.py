@@ -46,7 +46,7 @@ def _serve(settings: Settings) -> None:
         finally:
             await database.engine.dispose()
     asyncio.run(settle())
-    app = create_app(settings)
+    app = create_app(settings, own_process=True)
 
     async def before_close() -> None:  # SIGTERM: look-ins in progress end first
         if getattr(app.state, "runtime", None) is not None:
