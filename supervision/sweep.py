@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from supervision import audit, check_rows, checks, lookins, webhook
-from supervision.alert_feed import announce, publish
+from supervision.alert_feed import announce, publish, publish_again
 from supervision.alert_states import AlertState
 from supervision.alerts import escalate, patrol_view, raise_alert, unacknowledged
 from supervision.checks import State
@@ -116,8 +116,7 @@ async def redeliver(rt: Runtime) -> None:
     """At least once: unacknowledged alerts go out again until someone acknowledges."""
     async with rt.read() as db:
         items = await unacknowledged(db)
-    for data in items:  # to this node's sockets only: every node re-sends to its own
-        await publish(rt, data, repeat=True)
+    await publish_again(rt, items)  # to this node's sockets: every node re-sends to its own
 
 
 async def _lookins_in_progress(db: AsyncSession, closing: Sequence[Check],

@@ -238,7 +238,8 @@ def verify_vapid(authorization: str, audience: str) -> tuple[dict[str, Any], str
 #: extra recipients, each with a check open from the start (the demo has three)
 EXTRA = [("Ragnar Öberg", "Kyrkgatan 3, Sundsvall", "Portkod 5150"),
          ("Sigrid Falk", "Parkvägen 9, Sundsvall", "Nyckel hos grannen, kod 7788"),
-         ("Tore Nyman", "Hamngatan 21, Sundsvall", "Portkod 2468")]
+         ("Tore Nyman", "Hamngatan 21, Sundsvall", "Portkod 2468"),
+         ("Elsa Dahl", "Skolgatan 4, Sundsvall", "Portkod 1357")]
 
 
 async def _seed_extra(database_url: str) -> None:

@@ -235,3 +235,51 @@ def test_a_push_carrying_several_alerts_shows_one_notification_each(
         time.sleep(0.1)
     assert states[b]["acknowledged_by"] == "patrull"
     assert states[a]["state"] == "new", "only the alert whose notification was acted on"
+
+
+def test_an_alert_whose_news_was_lost_comes_with_the_re_send(
+        world: tuple[Service, PushService], phone: Any) -> None:
+    """The socket's message about a new alert is dropped on its way to the page (as a
+    moving car's connection may lose it); the re-send of unacknowledged alerts, one
+    message carrying them all, still puts the alert on the page and signals it."""
+    from playwright.sync_api import WebSocketRoute
+    svc, _ = world
+    dropped: list[int] = []
+    resent: list[list[int]] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            msg = json.loads(message)
+            if msg.get("type") == "alert" and msg["alert"]["state"] == "new":
+                dropped.append(msg["alert"]["id"])  # lost on the way
+                return
+            if msg.get("type") == "alerts":
+                resent.append([a["id"] for a in msg["alerts"]])
+            ws.send(message)
+        server.on_message(to_page)
+
+    context = phone.context.browser.new_context(base_url=svc.url, **PHONE)  # its own
+    try:
+        page = context.new_page()
+        page.route_web_socket("**/ws/patrol", route)
+        page.goto("/login?next=/patrol")
+        page.fill("input[name=username]", "patrull")
+        page.fill("input[name=password]", "patrull")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/patrol")
+        page.wait_for_selector("#link-state.ok")
+        staff = Person(svc.url, "natt")
+        check = open_check(staff, extra=True)
+        reply = staff.post(f"/api/checks/{check['id']}/outcome",
+                           {"outcome": "technical-failure"})
+        assert reply.status_code == 200, reply.text
+        alert = int(reply.json()["alert"])
+        page.wait_for_selector(f"#alert-{alert}", timeout=15_000)  # the re-send: 10 s
+        assert alert in dropped  # the news itself never reached the page
+        assert any(alert in ids for ids in resent)
+        page.wait_for_function(
+            f"(document.body.dataset.signalled || '').split(' ').includes('{alert}')")
+    finally:
+        context.close()

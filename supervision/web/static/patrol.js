@@ -278,6 +278,8 @@ function connect() {
     } else if (msg.type === 'alert') {
       upsert(msg.alert, true);
       if (msg.alert.state === 'resolved') loadTonight();
+    } else if (msg.type === 'alerts') { // the re-send of every alert still new
+      for (const a of msg.alerts) upsert(a, true);
     }
   };
   const ping = setInterval(() => { if (ws.readyState === 1) ws.send('{"type":"ping"}'); }, 20000);
