@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check schedules camera_agent supervision tests bench
 	$(BIN)/mypy --strict schedules camera_agent supervision
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check schedules camera_agent supervision tests bench

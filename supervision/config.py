@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     #: how often the sessions of open patrol sockets are checked against the database, so
     #: a session ended by another process (the CLI) or expired closes its sockets
     socket_recheck_seconds: float = Field(default=2.0, gt=0, le=60)
+    #: how often unacknowledged alerts are sent again to every patrol socket (at least once)
+    alert_resend_seconds: float = Field(default=10.0, ge=1, le=300)
     #: how often a served node collects everything, the frozen objects too (one pause of
     #: 0.1-1 s on a node with thousands of links; supervision/heap.py)
     gc_full_minutes: float = Field(default=10.0, ge=1, le=24 * 60)

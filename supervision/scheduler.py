@@ -23,7 +23,8 @@ runs it). Job by job:
   change: between interval runs a burst of alerts waited for the next to begin.
 - ``push-plans`` (shared): sends a plan version whose first night began to its camera,
   through whichever node holds the camera's link (``relay``).
-- ``redeliver`` (per node): re-sends unacknowledged alerts to this node's patrol sockets:
+- ``redeliver`` (per node): re-sends unacknowledged alerts to this node's patrol sockets
+  every ``alert_resend_seconds``:
   delivery at least once, beside the news of every change that reaches every node at
   once (``alert_feed``).
 - ``sockets`` (per node): closes this node's patrol sockets whose session ended.
@@ -192,7 +193,8 @@ class NightScheduler:
                                minutes=s.planning_minutes, id="push-plans", **opts)
         self.scheduler.add_job(self._shared(self.sweep), "interval", seconds=s.sweep_seconds,
                                id="sweep", **opts)
-        self.scheduler.add_job(self.redeliver, "interval", seconds=10, id="redeliver", **opts)
+        self.scheduler.add_job(self.redeliver, "interval", seconds=s.alert_resend_seconds,
+                               id="redeliver", **opts)
         self.scheduler.add_job(self._shared(self.repeat_pushes), "interval",
                                seconds=min(10.0, s.push_repeat_seconds / 2),
                                id="push-repeat", **opts)

@@ -263,12 +263,14 @@ async def _seed_extra(database_url: str) -> None:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, PushService]]:
     """One service (demo data and ``EXTRA``, no cameras: each open check can end in a
     technical failure, which sends the patrol) and one played push service for the whole
-    package. Repeats every 5 s and escalation after 9 s, so the tests see both."""
+    package. Repeats every 5 s and escalation after 9 s, so the tests see both; the
+    patrol sockets' re-send every 2 s."""
     played = PushService().start()
     svc = make_service(tmp_path_factory.mktemp("push") / "svc",
                        push_service_hosts='["127.0.0.1"]', push_repeat_seconds="5",
                        escalate_after_minutes="0.15", push_backoff_base_seconds="0.3",
-                       push_backoff_cap_seconds="1", push_poll_seconds="1")
+                       push_backoff_cap_seconds="1", push_poll_seconds="1",
+                       alert_resend_seconds="2")
     asyncio.run(_seed_extra(svc.env["SUPERVISION_DATABASE_URL"]))
     svc.start()
     try:

@@ -276,7 +276,7 @@ def test_an_alert_whose_news_was_lost_comes_with_the_re_send(
                            {"outcome": "technical-failure"})
         assert reply.status_code == 200, reply.text
         alert = int(reply.json()["alert"])
-        page.wait_for_selector(f"#alert-{alert}", timeout=15_000)  # the re-send: 10 s
+        page.wait_for_selector(f"#alert-{alert}", timeout=10_000)  # the re-send: 2 s
         assert alert in dropped  # the news itself never reached the page
         assert any(alert in ids for ids in resent)
         page.wait_for_function(

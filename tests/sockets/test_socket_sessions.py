@@ -29,7 +29,7 @@ CLOSE_SESSION_ENDED = 4440
 CLOSE_WRONG_ORIGIN = 4403
 CLOSE_AUTH_FAILED = 4401
 SLACK = 1.0  # stated tolerance on top of the re-validation interval
-REDELIVER = 10.0  # the service re-sends unacknowledged alerts this often
+REDELIVER = 2.0  # the re-send of unacknowledged alerts (alert_resend_seconds), where set
 
 
 def ws_url(svc: Service, path: str = "/ws/patrol") -> str:
@@ -162,9 +162,10 @@ async def test_expired_session_closes_its_socket(start: Start) -> None:
 
 
 async def test_expired_session_is_never_sent_to(start: Start) -> None:
-    """With re-validation far off, the next send after expiry (the 10 s re-send of
+    """With re-validation far off, the next send after expiry (the re-send of
     unacknowledged alerts) closes the socket instead of carrying the door codes."""
-    svc = start(session_hours="0.001", socket_recheck_seconds="60")
+    svc = start(session_hours="0.001", socket_recheck_seconds="60",
+                alert_resend_seconds=str(REDELIVER))
     began = time.monotonic()
     patrol = await asyncio.to_thread(Person, svc.url, "patrull")
     expired = time.monotonic() + 3.6  # at the latest: the session was made before this
