@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from supervision import audit, outcomes, planning
@@ -27,6 +28,21 @@ async def test_planning_is_idempotent(rt: Runtime) -> None:
     async with rt.read() as db:
         assert (await db.execute(select(func.count(Check.id)))).scalar() == 12
     assert replanned == 3  # the check due in 2 minutes has already opened: kept as it is
+
+
+async def test_planning_in_parts_makes_the_same_checks(rt: Runtime,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job plans in parts (the loop gets a turn between them): one recipient a part
+    here, and every recipient's checks are made, once."""
+    monkeypatch.setattr(planning, "PART", 1)
+    async with rt.write() as db:
+        first = await planning.plan_all(db)
+    async with rt.write() as db:
+        again = await planning.plan_all(db)
+    async with rt.read() as db:
+        per = dict((await db.execute(select(Check.recipient_id, func.count(Check.id))
+                                     .group_by(Check.recipient_id))).all())
+    assert first == 12 and again == 0 and sorted(per.values()) == [4, 4, 4]
 
 
 async def test_times_round_trip_as_utc(rt: Runtime) -> None:
