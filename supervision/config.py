@@ -99,8 +99,8 @@ class Settings(BaseSettings):
     socket_recheck_seconds: float = Field(default=2.0, gt=0, le=60)
     #: how often unacknowledged alerts are sent again to every patrol socket (at least once)
     alert_resend_seconds: float = Field(default=10.0, ge=1, le=300)
-    #: how often a served node collects everything, the frozen objects too (one pause of
-    #: 0.1-1 s on a node with thousands of links; supervision/heap.py)
+    #: how often a served node collects everything, the frozen objects too (a pause of
+    #: ~1 us an object: 1-1.5 s on a node with 10,000 links; supervision/heap.py)
     gc_full_minutes: float = Field(default=10.0, ge=1, le=24 * 60)
     # several nodes on one PostgreSQL (supervision/leadership.py): how often a node that
     # does not lead tries to (bounds the take-over after the leader dies), and how often
