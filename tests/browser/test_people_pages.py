@@ -236,3 +236,32 @@ def test_the_period_report_draws_its_chart(service: Service, chromium: Any) -> N
     finally:
         page.context.close()
     assert not errors and not refused, (errors, refused)
+
+
+def test_the_plan_editor_shows_the_records_consent_even_when_it_loads_last(
+        service: Service, chromium: Any) -> None:
+    """The page's two module scripts load in either order: here the plan editor's is held
+    until the records' consent view has been fetched and shown (as a loaded machine may
+    have it), and the editor still says what the records say."""
+    chef = Person(service.url, "chef")
+    made = chef.post("/api/recipients", {"name": "Sture Sen", "address": "Granvägen 8",
+                                         "access_info": "Kod 8"})
+    assert made.status_code == 201, made.text
+    rid = made.json()["id"]
+    sv = Translator("sv")
+    errors: list[str] = []
+    page = page_of(chromium, errors)
+    held: list[Any] = []
+    try:
+        login(page, service.url, "chef")
+        page.route("**/static/plan_editor.js", lambda route: held.append(route))
+        page.goto(service.url + f"/manage/recipients/{rid}", wait_until="commit")
+        page.wait_for_function("(text) => document.getElementById('consent-summary')"
+                               "?.textContent === text", arg=sv("manage.consent.not_on_record"))
+        assert len(held) == 1  # the editor's script has not run yet
+        held[0].continue_()
+        page.wait_for_function("(text) => document.getElementById('plan-consent-state')"
+                               ".textContent === text", arg=sv("manage.consent.not_on_record"))
+        assert errors == []
+    finally:
+        page.close()

@@ -2,7 +2,7 @@
 // consent is not the plan's but on record, and the form only shows it.
 import { getPath, setPath } from './plan_state.js';
 import { bindPlanRows, renderPlanRows } from './plan_rows.js';
-import { consentText } from './recipient_status.js';
+import { consentText, onConsentView } from './recipient_status.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -36,10 +36,10 @@ export function bindPlanForm(planForm, { tonight, changed }) {
 
   bindPlanRows({ tonight, changed });
   // recipient_details.js announces every consent view it shows: the records decide
-  document.addEventListener('consent-view', (event) => {
+  onConsentView((view) => {
     const state = $('plan-consent-state');
-    state.textContent = consentText(event.detail);
-    state.className = event.detail.complete && !event.detail.expiring ? '' : 'error';
+    state.textContent = consentText(view);
+    state.className = view.complete && !view.expiring ? '' : 'error';
   });
 }
 

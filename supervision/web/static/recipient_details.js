@@ -1,7 +1,7 @@
 // A recipient's details (name, address, unit, access information, contacts, care notes),
 // archiving, and consent on record: records, cohabitants, withdrawal.
 import { api, el, explain, t } from './common.js';
-import { consentText } from './recipient_status.js';
+import { announceConsentView, consentText } from './recipient_status.js';
 
 const data = JSON.parse(document.getElementById('recipient-data').textContent);
 const base = `/api/recipients/${data.id}`;
@@ -68,7 +68,7 @@ function record(r) {
 }
 
 function show(view) {
-  document.dispatchEvent(new CustomEvent('consent-view', { detail: view }));
+  announceConsentView(view);
   list.replaceChildren(...view.records.map(record));
   cohabitants.elements.names.value = view.cohabitants.join(', ');
   summary.className = view.complete ? (view.expiring ? 'pill warn' : '') : 'error';

@@ -16,6 +16,24 @@ function consentCard(c) {
   return consent;
 }
 
+// The consent view the records give, for every part of the page that shows it.
+// recipient_details.js announces each one it loads; the plan editor is a module script of
+// its own that may finish loading after the first view came, so a listener bound late
+// gets the last one at once rather than never.
+let lastConsentView = null;
+
+/** Tell the page's listeners about this consent view, and keep it for later ones. */
+export function announceConsentView(view) {
+  lastConsentView = view;
+  document.dispatchEvent(new CustomEvent('consent-view', { detail: view }));
+}
+
+/** Call `show` with every consent view announced from now on, and the last one already. */
+export function onConsentView(show) {
+  document.addEventListener('consent-view', (event) => show(event.detail));
+  if (lastConsentView) show(lastConsentView);
+}
+
 /** One line on a consent view (GET .../consent): complete for which nights, or what is missing. */
 export function consentText(view) {
   if (view.complete) {
