@@ -35,6 +35,8 @@ log = logging.getLogger("supervision.heap")
 
 _loop: asyncio.AbstractEventLoop | None = None
 _users = 0  # services in this process that asked for it (in-process tests run several)
+#: seconds the last ``full`` took (``/metrics``)
+last_pause = 0.0
 
 
 def install() -> None:
@@ -66,6 +68,7 @@ def uninstall() -> None:
 def full() -> float:
     """Collect everything, the frozen too, then freeze what lives; the pause in seconds
     (none where the process's collector is its own: not installed)."""
+    global last_pause
     if not _users:
         return 0.0
     began = time.perf_counter()
@@ -73,6 +76,7 @@ def full() -> float:
     gc.collect()
     gc.freeze()
     took = time.perf_counter() - began
+    last_pause = took
     # one line every gc_full_minutes: the pause it cost is worth seeing next to the latencies
     log.info("full collection: %.0f ms, %d objects frozen", took * 1000, gc.get_freeze_count())
     return took

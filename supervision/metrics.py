@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from camera_agent.protocol import CLOCK_TOLERANCE_SECONDS
+from supervision import heap
 from supervision.alert_states import AlertState
 from supervision.checks import State as CheckState
 from supervision.models import (
@@ -37,6 +38,7 @@ from supervision.models import (
     WebhookDelivery,
 )
 from supervision.runtime import Runtime
+from supervision.stalls import WINDOW
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: time to first frame, seconds (the browser's report; the goal is well under 1 s)
@@ -103,6 +105,12 @@ def _this_node(rt: Runtime) -> list[Metric]:
         _gauge("nattillsyn_agent_clock_offset_max_seconds",
                "the largest clock offset a camera linked to this node reported",
                max(offsets, default=0.0)),
+        _gauge("nattillsyn_event_loop_stall_max_seconds",
+               f"the longest this node's event loop was held in the last {WINDOW:.0f} s "
+               "(every alert's news on this node waited that long)", rt.stalls.worst()),
+        _gauge("nattillsyn_full_collection_last_seconds",
+               "the pause of this node's last periodic full collection (supervision/heap.py)",
+               heap.last_pause),
     ]
 
 

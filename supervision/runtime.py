@@ -17,6 +17,7 @@ from supervision.patrol import PatrolFanout
 from supervision.presence import Presence
 from supervision.relay import Relay
 from supervision.signaling import AgentLinks
+from supervision.stalls import StallWatch
 from supervision.tickets import ServerKey
 
 
@@ -33,6 +34,8 @@ class Runtime:
     presence: Presence
     #: reaches a camera's link on whichever node holds it (``links`` is this node's only)
     relay: Relay
+    #: how long this node's event loop was held lately (``/metrics``)
+    stalls: StallWatch
 
     @classmethod
     def create(cls, settings: Settings, database: Database | None = None) -> Runtime:
@@ -52,7 +55,8 @@ class Runtime:
         rt = cls(settings=settings, database=database,
                  key=ServerKey.load_or_create(settings.key_file), links=links,
                  patrol=patrol, logins=LoginLimits(database, settings.login_attempts_per_minute),
-                 nodes=nodes, presence=presence, relay=Relay(links, presence, nodes))
+                 nodes=nodes, presence=presence, relay=Relay(links, presence, nodes),
+                 stalls=StallWatch())
         nodes.on("end", rt._end_here)
         return rt
 
@@ -60,8 +64,10 @@ class Runtime:
         """Join the other nodes: be counted alive, listen, learn who holds which link."""
         await self.nodes.start()
         await self.presence.start()
+        self.stalls.start()
 
     async def stop(self) -> None:
+        await self.stalls.stop()
         await self.presence.stop()
         await self.nodes.stop()
 

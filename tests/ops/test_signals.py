@@ -88,6 +88,9 @@ def test_metrics_say_what_the_night_is(svc: Service) -> None:
                  "nattillsyn_lookin_ttff_seconds_gcount", "nattillsyn_alert_ack_seconds_gcount",
                  "nattillsyn_agent_clock_off"):
         sample(text, name)
+    # an idle node's loop is never held long; no periodic full collection yet
+    assert 0 <= sample(text, "nattillsyn_event_loop_stall_max_seconds") < 1.0
+    assert sample(text, "nattillsyn_full_collection_last_seconds") == 0
 
 
 def test_agents_report_their_clock_offset(svc: Service) -> None:
