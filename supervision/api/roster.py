@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 
 from fastapi import APIRouter, Depends, Query
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 from supervision import roster
 from supervision.context import Who, require, runtime
 from supervision.errors import error_responses
+from supervision.models import User
 from supervision.roster import Roster
 from supervision.runtime import Runtime
 
@@ -46,9 +48,7 @@ async def shifts(night: date | None = Query(None, description=(
 async def join(body: ShiftChange, rt: Runtime = Depends(runtime),
                current: Who = Depends(rostering)) -> ShiftChanged:
     """Take the shift (or put the person named on it)."""
-    changed = await roster.join(rt, current.user, body.night, body.unit, body.username)
-    return ShiftChanged(changed=changed,
-                        roster=await roster.view(rt, current.user, body.night))
+    return await _change(roster.join, body, rt, current)
 
 
 @router.post("/leave", response_model=ShiftChanged,
@@ -56,6 +56,11 @@ async def join(body: ShiftChange, rt: Runtime = Depends(runtime),
 async def leave(body: ShiftChange, rt: Runtime = Depends(runtime),
                 current: Who = Depends(rostering)) -> ShiftChanged:
     """Leave the shift (or take the person named off it)."""
-    changed = await roster.leave(rt, current.user, body.night, body.unit, body.username)
-    return ShiftChanged(changed=changed,
-                        roster=await roster.view(rt, current.user, body.night))
+    return await _change(roster.leave, body, rt, current)
+
+
+async def _change(move: Callable[[Runtime, User, date, str, str | None], Awaitable[bool]],
+                  body: ShiftChange, rt: Runtime, current: Who) -> ShiftChanged:
+    """The change, and the night's roster as it is after it."""
+    changed = await move(rt, current.user, body.night, body.unit, body.username)
+    return ShiftChanged(changed=changed, roster=await roster.view(rt, current.user, body.night))

@@ -55,6 +55,21 @@ def phone(world: tuple[Service, PushService]) -> Iterator[Any]:
         browser.close()
 
 
+def worker_registration(phone: Any, svc: Service) -> tuple[Any, dict[str, Any]]:
+    """A CDP session on the phone and the service worker's registration for the
+    service's scope (what ``ServiceWorker.deliverPushMessage`` addresses)."""
+    cdp = phone.context.new_cdp_session(phone)
+    registrations: list[dict[str, Any]] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated",
+           lambda e: registrations.extend(e["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + 10
+    while not any(r["scopeURL"] == svc.url + "/" for r in registrations):
+        assert time.monotonic() < deadline, registrations
+        phone.wait_for_timeout(50)
+    return cdp, next(r for r in registrations if r["scopeURL"] == svc.url + "/")
+
+
 def test_a_reloaded_page_signals_a_new_alert_and_one_tap_turns_the_sound_on(
         world: tuple[Service, PushService], phone: Any) -> None:
     svc, _ = world
@@ -102,16 +117,7 @@ def test_the_worker_shows_the_services_push_and_acknowledges_from_the_notificati
     message = next(p.message for p in got if p.device == "chromium-relay"
                    and p.message["alert"] == alert)  # decrypted: what a phone's worker gets
 
-    cdp = phone.context.new_cdp_session(phone)
-    registrations: list[dict[str, Any]] = []
-    cdp.on("ServiceWorker.workerRegistrationUpdated",
-           lambda e: registrations.extend(e["registrations"]))
-    cdp.send("ServiceWorker.enable")
-    deadline = time.monotonic() + 10
-    while not any(r["scopeURL"] == svc.url + "/" for r in registrations):
-        assert time.monotonic() < deadline, registrations
-        phone.wait_for_timeout(50)
-    reg = next(r for r in registrations if r["scopeURL"] == svc.url + "/")
+    cdp, reg = worker_registration(phone, svc)
     for _ in range(2):  # at least once: the same push twice, still one notification
         cdp.send("ServiceWorker.deliverPushMessage", {
             "origin": svc.url, "registrationId": reg["registrationId"],
@@ -195,16 +201,7 @@ def test_a_push_carrying_several_alerts_shows_one_notification_each(
     assert {m["address"] for m in push.items if m["alert"] in (a, b)} == {
         check_a["address"], check_b["address"]}
 
-    cdp = phone.context.new_cdp_session(phone)
-    registrations: list[dict[str, Any]] = []
-    cdp.on("ServiceWorker.workerRegistrationUpdated",
-           lambda e: registrations.extend(e["registrations"]))
-    cdp.send("ServiceWorker.enable")
-    deadline = time.monotonic() + 10
-    while not any(r["scopeURL"] == svc.url + "/" for r in registrations):
-        assert time.monotonic() < deadline, registrations
-        phone.wait_for_timeout(50)
-    reg = next(r for r in registrations if r["scopeURL"] == svc.url + "/")
+    cdp, reg = worker_registration(phone, svc)
     for _ in range(2):  # at least once: the same push twice, still one notification each
         cdp.send("ServiceWorker.deliverPushMessage", {
             "origin": svc.url, "registrationId": reg["registrationId"],
